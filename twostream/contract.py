@@ -1,0 +1,154 @@
+"""The preprocessing contract a model was trained with, carried inside every model file.
+
+The runtime reads it and refuses (or, with an explicit flag, warns loudly) when its own
+preprocessing differs: flow that differs from the training flow silently costs accuracy
+(TSN users lost 15+ points swapping TV-L1 for Farneback, see design notes §2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from twostream.errors import ContractMismatch
+
+FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
+BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
+FLOW_METHODS = ("dis-ultrafast", "dis-fast", "dis-medium", "farneback", "tvl1")
+FLOW_QUANTISATION = "uint8: q = clip(round(flow * 128 / bound) + 128, 0, 255)"
+FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), oldest first"
+
+GESTURE_CLASSES = (
+    "no_gesture",
+    "swipe_left",
+    "swipe_right",
+    "swipe_up",
+    "swipe_down",
+    "wave",
+    "circle_clockwise",
+    "circle_counterclockwise",
+    "push",
+    "pull",
+)
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything needed to feed a model exactly what it was trained on.
+
+    Frames of any size are resized (not cropped) to ``input_size`` = (H, W); RGB enters the
+    spatial tower as float 0..255 in ``channel_order``; flow is computed on the same resized
+    grey frames with ``flow_method``, clipped to ±``flow_bound`` px, quantised to uint8 as
+    ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``).
+    The network normalises internally: rgb -> (x/255 - mean)/std, flow -> (q - 128)/(128/bound),
+    i.e. the temporal tower sees displacement in pixels.
+    """
+
+    classes: tuple[str, ...]
+    backbone: str = "tiny"
+    fusion: str = "concat"
+    input_size: tuple[int, int] = (112, 112)
+    channel_order: str = "rgb"
+    rgb_mean: tuple[float, float, float] = _IMAGENET_MEAN
+    rgb_std: tuple[float, float, float] = _IMAGENET_STD
+    flow_method: str = "dis-medium"
+    flow_bound: float = 20.0
+    flow_quantisation: str = FLOW_QUANTISATION
+    flow_channel_order: str = FLOW_CHANNEL_ORDER
+    stack_length: int = 10  # L: flow fields per temporal-tower input
+    num_segments: int = 5  # T: sampled frames per window
+    stride: int = 3  # tau: frames between sampled frames at run time
+    train_fps: float = 25.0  # frame rate of the training clips; tau is in frames of this rate
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            problems.append(f"classes must be >= 2 distinct names, got {list(self.classes)}")
+        if self.backbone not in BACKBONES:
+            problems.append(f"backbone {self.backbone!r} is not one of {BACKBONES}")
+        if self.fusion not in FUSIONS:
+            problems.append(f"fusion {self.fusion!r} is not one of {FUSIONS}")
+        if self.flow_method not in FLOW_METHODS:
+            problems.append(f"flow_method {self.flow_method!r} is not one of {FLOW_METHODS}")
+        if min(self.input_size) < 32:
+            problems.append(f"input_size {self.input_size} is below 32 px")
+        if self.stack_length < 1 or self.num_segments < 1 or self.stride < 1:
+            problems.append("stack_length, num_segments and stride must be >= 1")
+        if self.channel_order != "rgb":
+            problems.append(f"channel_order {self.channel_order!r}: only 'rgb' is supported")
+        if self.flow_quantisation != FLOW_QUANTISATION:
+            problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
+        if problems:
+            raise ContractMismatch("invalid model contract: " + "; ".join(problems))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def flow_channels(self) -> int:
+        """2L: x and y of each of the L stacked flow fields."""
+        return 2 * self.stack_length
+
+    @property
+    def window_span(self) -> int:
+        """Frames a window reaches back: the oldest sampled frame's stack needs L earlier frames."""
+        return (self.num_segments - 1) * self.stride + self.stack_length + 1
+
+    def to_dict(self) -> dict:
+        """Plain types only (lists, str, float, int), so torch.load(weights_only=True) and
+        ONNX metadata (JSON) can both carry it."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelContract":
+        if not isinstance(data, dict):
+            raise ContractMismatch(f"model contract must be a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ContractMismatch(f"model contract has fields this code does not know: {unknown}")
+        kwargs = {}
+        for key, value in data.items():
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ContractMismatch(f"model contract is incomplete: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelContract":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractMismatch(f"model contract is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def check_runtime(self, *, flow_method: str, input_size: tuple[int, int], allow_mismatch: bool,
+                      warn=None) -> None:
+        """Refuse run-time preprocessing that differs from training, or warn when allowed."""
+        diffs = []
+        if flow_method != self.flow_method:
+            diffs.append(f"flow method {flow_method!r} but the model was trained on {self.flow_method!r}")
+        if tuple(input_size) != tuple(self.input_size):
+            diffs.append(f"input size {tuple(input_size)} but the model expects {tuple(self.input_size)}")
+        if not diffs:
+            return
+        message = "; ".join(diffs)
+        if not allow_mismatch:
+            raise ContractMismatch(message + " (pass --allow-contract-mismatch to run anyway)")
+        if warn is not None:
+            warn(f"WARNING: preprocessing differs from the model's contract: {message}. "
+                 "Predictions may be badly wrong.")

@@ -1,0 +1,183 @@
+"""The fused two-stream network, split into the three parts the streaming runtime runs alone.
+
+    spatial tower   rgb  (N, 3, H, W)   float 0..255       -> features (N, C, h, w)
+    temporal tower  flow (N, 2L, H, W)  float 0..255 (q)   -> features (N, C, h, w)
+    fusion head     (N, T, C, h, w) x 2                    -> logits (N, K)
+
+Because the towers are 2D, a frame's features do not depend on the window it is part of:
+the runtime caches them per frame and runs only the head per window. ``forward`` is exactly
+``head(spatial(...), temporal(...))`` so the split and the full pass agree.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from twostream.backbones import build_backbone
+from twostream.contract import ModelContract
+
+
+class Tower(nn.Module):
+    """Normalise raw 0..255 input inside the graph, so every backend gets the same preprocessing."""
+
+    def __init__(self, trunk: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.trunk = trunk
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk((x - self.mean) * self.inv_std)
+
+
+def _gaussian_3d(size: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    """A normalised (sum 1) isotropic Gaussian, (size, size, size)."""
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    g3 = g.view(-1, 1, 1) * g.view(1, -1, 1) * g.view(1, 1, -1)
+    return g3 / g3.sum()
+
+
+class SpatialFusion(nn.Module):
+    """Per-frame fusion of two (M, C, h, w) maps at the last conv layer (paper §3.2).
+
+    sum/max/conv -> (M, C, h, w); concat -> (M, 2C, h, w);
+    bilinear -> (M, C*C, 1, 1): mean over locations of the outer product, signed sqrt, L2 norm.
+    """
+
+    def __init__(self, kind: str, channels: int):
+        super().__init__()
+        self.kind = kind
+        self.conv = None
+        if kind == "conv":
+            # 1x1 conv 2C -> C, initialised to the mean of the two towers.
+            self.conv = nn.Conv2d(2 * channels, channels, 1)
+            eye = torch.eye(channels).view(channels, channels, 1, 1)
+            with torch.no_grad():
+                self.conv.weight.copy_(0.5 * torch.cat([eye, eye], dim=1))
+                self.conv.bias.zero_()
+        self.out_channels = {"sum": channels, "max": channels, "conv": channels,
+                             "concat": 2 * channels, "bilinear": channels * channels}[kind]
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sum":
+            return s + t
+        if self.kind == "max":
+            return torch.maximum(s, t)
+        if self.kind == "concat":
+            return torch.cat([s, t], dim=1)
+        if self.kind == "conv":
+            return self.conv(torch.cat([s, t], dim=1))
+        m, c, h, w = s.shape
+        outer = torch.bmm(s.reshape(m, c, h * w), t.reshape(m, c, h * w).transpose(1, 2)) / (h * w)
+        flat = outer.reshape(m, c * c)
+        flat = torch.sign(flat) * torch.sqrt(flat.abs() + 1e-12)
+        flat = nn.functional.normalize(flat, dim=1)
+        return flat.view(m, c * c, 1, 1)
+
+
+class FusionHead(nn.Module):
+    """Scores one window from T cached feature pairs.
+
+    Inputs s, t: (N, T, C, h, w). Output: logits (N, K).
+    Non-late: fused = fc(pool3d(relu(conv3d(fuse(s, t))))), temporal = fc(pool3d(t)),
+    logits = (fused + temporal) / 2 (paper §3.3, Fig. 4: the temporal tower is kept).
+    Bilinear has no spatial extent left, so its temporal fusion is a max over T.
+    Late: the seed systems' baseline, mean over T and over towers of the per-frame classifiers.
+    """
+
+    def __init__(self, fusion: str, channels: int, num_classes: int, num_segments: int,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.fusion = fusion
+        # Per-frame tower classifiers on globally pooled features: used to train and evaluate
+        # each tower alone, and as the late-fusion head.
+        self.spatial_fc = nn.Linear(channels, num_classes)
+        self.temporal_fc = nn.Linear(channels, num_classes)
+        self.dropout = nn.Dropout(dropout)
+        if fusion == "late":
+            return
+        self.fuse = SpatialFusion(fusion, channels)
+        self.pool3d = nn.MaxPool3d((num_segments, 2, 2), stride=(num_segments, 2, 2), ceil_mode=True)
+        self.conv3d = None
+        if fusion != "bilinear":
+            self.conv3d = nn.Conv3d(self.fuse.out_channels, channels, 3, padding=1)
+            self._identity_init(self.conv3d, channels, concat=fusion == "concat")
+            self.fused_fc = nn.Linear(channels, num_classes)
+        else:
+            self.fused_fc = nn.Linear(self.fuse.out_channels, num_classes)
+        self.temporal_branch_fc = nn.Linear(channels, num_classes)
+
+    @staticmethod
+    def _identity_init(conv: nn.Conv3d, channels: int, concat: bool) -> None:
+        """The paper's init: [0.25 I ; 0.75 I] x normalised 3D Gaussian for concatenated
+        (spatial; temporal) input, I x Gaussian otherwise: the head starts as a weighted sum."""
+        g = _gaussian_3d()
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.bias.zero_()
+            idx = torch.arange(channels)
+            if concat:
+                conv.weight[idx, idx] = 0.25 * g
+                conv.weight[idx, idx + channels] = 0.75 * g
+            else:
+                conv.weight[idx, idx] = g
+
+    def tower_logits(self, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-tower logits (N, K), each the mean over T of the per-frame classifier."""
+        return (self.spatial_fc(s.mean(dim=(3, 4))).mean(dim=1),
+                self.temporal_fc(t.mean(dim=(3, 4))).mean(dim=1))
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.fusion == "late":
+            spatial, temporal = self.tower_logits(s, t)
+            return (spatial + temporal) / 2
+        n, frames, c, h, w = s.shape
+        fused = self.fuse(s.reshape(n * frames, c, h, w), t.reshape(n * frames, c, h, w))
+        fused = fused.reshape(n, frames, *fused.shape[1:])
+        if self.conv3d is None:  # bilinear: (N, T, C*C, 1, 1) -> max over T
+            fused_vec = fused.amax(dim=1).flatten(1)
+        else:
+            x = torch.relu(self.conv3d(fused.transpose(1, 2)))  # (N, C, T, h, w)
+            fused_vec = self.pool3d(x).mean(dim=(2, 3, 4))
+        temporal_vec = self.pool3d(t.transpose(1, 2)).mean(dim=(2, 3, 4))
+        fused_logits = self.fused_fc(self.dropout(fused_vec))
+        temporal_logits = self.temporal_branch_fc(self.dropout(temporal_vec))
+        return (fused_logits + temporal_logits) / 2
+
+
+class TwoStreamNet(nn.Module):
+    """The whole model, built from its contract. See the module docstring for shapes."""
+
+    def __init__(self, contract: ModelContract, pretrained: bool = False):
+        super().__init__()
+        self.contract = contract
+        s_trunk, channels = build_backbone(contract.backbone, 3, pretrained)
+        t_trunk, _ = build_backbone(contract.backbone, contract.flow_channels, pretrained)
+        rgb_mean = [255.0 * m for m in contract.rgb_mean]
+        rgb_std = [255.0 * s for s in contract.rgb_std]
+        flow_scale = 128.0 / contract.flow_bound  # quantisation steps per pixel
+        self.spatial_tower = Tower(s_trunk, rgb_mean, rgb_std)
+        self.temporal_tower = Tower(t_trunk, [128.0], [flow_scale])
+        self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments)
+        self.feature_channels = channels
+
+    def spatial(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB 0..255 -> (N, C, h, w)."""
+        return self.spatial_tower(rgb)
+
+    def temporal(self, flow: torch.Tensor) -> torch.Tensor:
+        """(N, 2L, H, W) quantised flow 0..255 -> (N, C, h, w)."""
+        return self.temporal_tower(flow)
+
+    def features(self, rgb: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows (N, T, 3, H, W) and (N, T, 2L, H, W) -> tower features, each (N, T, C, h, w)."""
+        n, frames = rgb.shape[:2]
+        s = self.spatial(rgb.flatten(0, 1))
+        t = self.temporal(flow.flatten(0, 1))
+        return s.view(n, frames, *s.shape[1:]), t.view(n, frames, *t.shape[1:])
+
+    def forward(self, rgb: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """Windows (N, T, 3, H, W) and (N, T, 2L, H, W) -> logits (N, K)."""
+        return self.head(*self.features(rgb, flow))
