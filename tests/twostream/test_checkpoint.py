@@ -1,0 +1,103 @@
+"""Model files: round trip, and one clear error for every kind of bad file."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from twostream.checkpoint import load_model, read_checkpoint, save_checkpoint
+from twostream.contract import GESTURE_CLASSES, ModelContract
+from twostream.errors import CheckpointError
+from twostream.model import TwoStreamNet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES, input_size=(64, 64))).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model, metrics={"note": "test"})
+    return model, path
+
+
+def test_round_trip_keeps_weights_and_contract(saved):
+    model, path = saved
+    loaded, checkpoint = load_model(path)
+    assert checkpoint.contract == model.contract
+    assert checkpoint.metrics["note"] == "test"
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+
+
+def _truncated(path: Path, tmp: Path) -> Path:
+    out = tmp / "truncated.pt"
+    out.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return out
+
+
+def _garbage(path: Path, tmp: Path) -> Path:
+    out = tmp / "garbage.pt"
+    out.write_bytes(b"this is not a model" * 100)
+    return out
+
+
+def _foreign(path: Path, tmp: Path) -> Path:
+    out = tmp / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, out)
+    return out
+
+
+def _mismatched(path: Path, tmp: Path) -> Path:
+    out = tmp / "mismatch.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["contract"]["backbone"] = "resnet18"  # weights are for 'tiny'
+    torch.save(payload, out)
+    return out
+
+
+def _bad_contract(path: Path, tmp: Path) -> Path:
+    out = tmp / "badcontract.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["contract"]["flow_method"] = "magic"
+    torch.save(payload, out)
+    return out
+
+
+def _pickled_code(path: Path, tmp: Path) -> Path:
+    out = tmp / "code.pt"
+    torch.save({"format": "twostream-checkpoint", "obj": Path("x")}, out)  # needs unpickling a class
+    return out
+
+
+@pytest.mark.parametrize("make,message", [
+    (_truncated, "corrupt or truncated"),
+    (_garbage, "corrupt or truncated"),
+    (_foreign, "not a two-stream checkpoint"),
+    (_mismatched, "does not match the model code"),
+    (_bad_contract, "flow_method 'magic'"),
+    (_pickled_code, "corrupt or truncated"),
+])
+def test_bad_files_raise_one_checkpoint_error(saved, tmp_path, make, message):
+    bad = make(saved[1], tmp_path)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_model(bad)
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="model file not found"):
+        read_checkpoint(tmp_path / "nope.pt")
+
+
+def test_cli_prints_one_error_line_and_exits_nonzero(saved, tmp_path):
+    bad = _truncated(saved[1], tmp_path)
+    proc = subprocess.run([sys.executable, "train.py", "evaluate", "--model", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "truncated" in lines[0]

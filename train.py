@@ -1,0 +1,163 @@
+"""Train or evaluate a two-stream model.
+
+    python train.py fit --out models/my.pt                       # on generated gesture clips
+    python train.py fit --out models/my.pt --data DIR            # DIR/<class>/<video> clips
+    python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
+    python train.py evaluate --model models/demo.pt              # held-out JSON report
+
+Every run is seeded; a checkpoint is written atomically after each epoch, so an interrupted
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
+from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
+from twostream.data import folder_classes, generate_clips, load_folder
+from twostream.errors import RecognizerError
+from twostream.flops import count_flops
+from twostream.model import TwoStreamNet
+from twostream.training import STAGES, TrainSettings, clip_features, evaluate, train_head, train_towers
+
+DEFAULT_EVAL_SEED_OFFSET = 1000  # held-out clips come from seed + 1000: never a training clip
+
+
+def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int):
+    if args.data:
+        return load_folder(Path(args.data), contract, split, args.val_fraction)
+    return generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers)
+
+
+def fit(args) -> dict:
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    if args.resume:
+        checkpoint = read_checkpoint(args.resume)
+        model = build_model(checkpoint).train()
+        state = checkpoint.train_state or {"stage": "towers", "epoch": 0}
+        history = list(checkpoint.metrics.get("history", []))
+        print(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}", file=sys.stderr)
+    else:
+        classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
+        contract = ModelContract(
+            classes=classes, backbone=args.backbone, fusion=args.fusion,
+            input_size=(args.input_size, args.input_size), flow_method=args.flow,
+            stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
+            train_fps=args.fps)
+        model = TwoStreamNet(contract, pretrained=args.pretrained)
+        state = {"stage": "towers", "epoch": 0}
+        history = []
+    contract = model.contract
+    settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
+                             tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
+                             samples_per_clip=args.samples_per_clip, seed=args.seed)
+    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+              "data": args.data or f"generated: {args.clips_per_class} clips/class x {args.frames} frames, seed {args.seed}"}
+    train = _clips(args, contract, "train", args.seed, args.clips_per_class)
+
+    def checkpoint_after(stage: str, epoch: int, stage_epochs: int, figures: dict) -> None:
+        history.append({"stage": stage, "epoch": epoch, **figures})
+        done = epoch >= stage_epochs
+        next_state = {"stage": STAGES[STAGES.index(stage) + 1], "epoch": 0} if done else {"stage": stage, "epoch": epoch}
+        save_checkpoint(out, model, metrics={"history": history, "recipe": recipe}, train_state=next_state)
+
+    started = time.monotonic()
+    if state["stage"] == "towers":
+        train_towers(model, train, settings, state["epoch"],
+                     lambda e, f: checkpoint_after("towers", e, settings.tower_epochs, f))
+        state = {"stage": "head", "epoch": 0}
+    if state["stage"] == "head":
+        for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
+            p.requires_grad_(False)
+        feats = clip_features(model, train, desc="cache tower features")
+        train_head(model, feats, settings, state["epoch"],
+                   lambda e, f: checkpoint_after("head", e, settings.head_epochs, f))
+        del feats
+    del train
+    model.eval()
+    held_out_seed = args.seed + DEFAULT_EVAL_SEED_OFFSET
+    held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
+    report = evaluate(model, held_out, per_clip=args.per_clip)
+    report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
+        f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
+    metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
+               "train_minutes": round((time.monotonic() - started) / 60, 1)}
+    save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
+    return metrics
+
+
+def run_evaluate(args) -> dict:
+    checkpoint = read_checkpoint(args.model)
+    model = build_model(checkpoint)
+    torch.manual_seed(args.seed)
+    clips = _clips(args, model.contract, "val", args.seed, args.clips_per_class)
+    report = evaluate(model, clips, per_clip=args.per_clip)
+    report["flops"] = count_flops(model)
+    return report
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p, clips_per_class: int, seed: int) -> None:
+        p.add_argument("--data", help="folder with one sub-folder of video clips per class (default: generated clips)")
+        p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of a --data folder")
+        p.add_argument("--clips-per-class", type=int, default=clips_per_class)
+        p.add_argument("--frames", type=int, default=40, help="frames per generated clip")
+        p.add_argument("--seed", type=int, default=seed)
+        p.add_argument("--workers", type=int, default=2, help="processes rendering clips")
+        p.add_argument("--per-clip", type=int, default=3, help="evaluation windows per held-out clip")
+
+    f = sub.add_parser("fit", help="train towers then the fusion head")
+    f.add_argument("--out", required=True, help="checkpoint to write (after every epoch)")
+    f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
+    data_args(f, clips_per_class=150, seed=0)
+    f.add_argument("--val-clips-per-class", type=int, default=40)
+    f.add_argument("--backbone", choices=BACKBONES, default="tiny")
+    f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")
+    f.add_argument("--fusion", choices=FUSIONS, default="conv")
+    f.add_argument("--input-size", type=int, default=112)
+    f.add_argument("--flow", choices=FLOW_METHODS, default="dis-medium")
+    f.add_argument("--stack-length", type=int, default=10)
+    f.add_argument("--segments", type=int, default=5)
+    f.add_argument("--stride", type=int, default=3)
+    f.add_argument("--fps", type=float, default=25.0)
+    f.add_argument("--tower-epochs", type=int, default=4)
+    f.add_argument("--head-epochs", type=int, default=8)
+    f.add_argument("--samples-per-clip", type=int, default=8)
+    f.add_argument("--batch", type=int, default=64)
+    f.add_argument("--lr", type=float, default=2e-3)
+
+    e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
+    e.add_argument("--model", required=True)
+    data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        result = fit(args) if args.command == "fit" else run_evaluate(args)
+    except RecognizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
+        return 130
+    print(json.dumps(result["held_out"] if args.command == "fit" else result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

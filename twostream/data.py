@@ -1,0 +1,170 @@
+"""Training and evaluation data: labelled clips turned into model windows with the runtime's own
+preprocessing (realtime.flow), so training sees exactly what inference sees.
+
+A clip is stored once at model resolution, RGB (F, H, W, 3) and quantised flow (F, H, W, 2)
+uint8; a window is a gather of T sampled frames and their L-deep flow stacks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from realtime.flow import OpticalFlow, clip_flows, resize_frame, stack_fields
+from twostream.contract import GESTURE_CLASSES, ModelContract
+from twostream.errors import DataError
+from twostream.gestures import render_clip
+
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"}
+RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
+
+
+@dataclass(frozen=True)
+class Clip:
+    rgb: np.ndarray  # (F, H, W, 3) uint8, RGB
+    flow: np.ndarray  # (F, H, W, 2) uint8 quantised; field 0 has no predecessor (zero motion)
+    label: int
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    clips: tuple[Clip, ...]
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def preprocess_frames(frames_bgr, contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
+    """BGR frames (F, h, w, 3) of any size -> RGB (F, H, W, 3) and flow (F, H, W, 2), uint8."""
+    pairs = [resize_frame(f, contract.input_size) for f in frames_bgr]
+    rgb = np.stack([p[0] for p in pairs])
+    grey = np.stack([p[1] for p in pairs])
+    return rgb, clip_flows(grey, OpticalFlow(contract.flow_method), contract.flow_bound)
+
+
+def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
+    """Independent seed per (split seed, class, clip): split seeds never share a clip."""
+    return int(np.random.SeedSequence([seed, class_index, clip_index]).generate_state(1)[0])
+
+
+def _generate_one(job: tuple) -> Clip:
+    contract, label_index, seed, frames = job
+    rng = np.random.default_rng(seed)
+    size = RENDER_SIZES[int(rng.integers(len(RENDER_SIZES)))]
+    bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps)
+    rgb, flow = preprocess_frames(bgr, contract)
+    return Clip(rgb, flow, label_index)
+
+
+def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, frames: int = 40,
+                   workers: int = 2) -> ClipSet:
+    """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them."""
+    if tuple(contract.classes) != GESTURE_CLASSES:
+        raise DataError("generated clips carry the gesture classes; the contract lists others")
+    if frames < contract.window_span:
+        raise DataError(f"clips of {frames} frames are shorter than one window ({contract.window_span})")
+    jobs = [(contract, c, clip_seed(seed, c, i), frames)
+            for i in range(clips_per_class) for c in range(len(GESTURE_CLASSES))]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        clips = list(tqdm(pool.imap(_generate_one, jobs, chunksize=4), total=len(jobs),
+                          desc=f"generate clips (seed {seed})", unit="clip"))
+    return ClipSet(tuple(clips), GESTURE_CLASSES)
+
+
+def _read_video(path: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise DataError(f"cannot read any frame from {path}")
+    return np.stack(frames)
+
+
+def folder_classes(root: Path) -> tuple[str, ...]:
+    """Class names = sorted sub-folder names of ``root``."""
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if len(classes) < 2:
+        raise DataError(f"{root} needs at least two class sub-folders, found {len(classes)}")
+    return classes
+
+
+def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: float = 0.2) -> ClipSet:
+    """Labelled clips from ``root/<class>/<video>``. Split is deterministic: every
+    round(1/val_fraction)-th clip of each class (sorted by name) is held out."""
+    root = Path(root)
+    classes = folder_classes(root)
+    if tuple(contract.classes) != classes:
+        raise DataError(f"{root} has classes {list(classes)} but the model has {list(contract.classes)}")
+    every = max(2, round(1 / val_fraction))
+    clips = []
+    for index, name in enumerate(classes):
+        videos = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        chosen = [v for i, v in enumerate(videos) if (i % every == every - 1) == (split == "val")]
+        for video in tqdm(chosen, desc=f"read {name} ({split})", unit="clip", leave=False):
+            frames = _read_video(video)
+            if len(frames) < contract.window_span:
+                raise DataError(f"{video} has {len(frames)} frames, fewer than one window ({contract.window_span})")
+            rgb, flow = preprocess_frames(frames, contract)
+            clips.append(Clip(rgb, flow, index))
+    if not clips:
+        raise DataError(f"no {split} clips under {root} (looked for {sorted(VIDEO_SUFFIXES)})")
+    return ClipSet(tuple(clips), classes)
+
+
+def window_frames(end: int, contract: ModelContract, stride: int) -> list[int]:
+    """Sampled frame indices of the window ending at ``end``, oldest first."""
+    return [end - (contract.num_segments - 1 - k) * stride for k in range(contract.num_segments)]
+
+
+def first_window_end(contract: ModelContract, stride: int) -> int:
+    """The oldest sampled frame's stack needs fields s-L+1..s, i.e. frames s-L..s."""
+    return (contract.num_segments - 1) * stride + contract.stack_length
+
+
+def make_window(clip: Clip, end: int, contract: ModelContract, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """One window: RGB (T, 3, H, W) and flow stacks (T, 2L, H, W), uint8."""
+    length = contract.stack_length
+    frames = window_frames(end, contract, stride)
+    rgb = clip.rgb[frames].transpose(0, 3, 1, 2)
+    flow = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in frames])
+    return rgb, flow
+
+
+def eval_windows(clips: ClipSet, contract: ModelContract, per_clip: int = 3) -> list[tuple[int, int]]:
+    """(clip index, window end) pairs at the run-time stride, evenly spread over each clip."""
+    pairs = []
+    for ci, clip in enumerate(clips.clips):
+        first, last = first_window_end(contract, contract.stride), len(clip.rgb) - 1
+        if last < first:
+            continue
+        for end in np.unique(np.linspace(first, last, per_clip).round().astype(int)):
+            pairs.append((ci, int(end)))
+    return pairs
+
+
+def batch_windows(clips: ClipSet, pairs, contract: ModelContract, stride: int):
+    """Stack windows into float tensors: rgb (B, T, 3, H, W), flow (B, T, 2L, H, W), labels (B,)."""
+    rgb, flow, labels = [], [], []
+    for ci, end in pairs:
+        r, f = make_window(clips.clips[ci], end, contract, stride)
+        rgb.append(r)
+        flow.append(f)
+        labels.append(clips.clips[ci].label)
+    return (torch.from_numpy(np.stack(rgb)).float(), torch.from_numpy(np.stack(flow)).float(),
+            torch.tensor(labels, dtype=torch.long))

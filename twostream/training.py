@@ -1,0 +1,204 @@
+"""Training in the paper's order: each tower alone, then the fusion head on top of them.
+
+Stage "towers": both towers learn per frame (spatial on one RGB frame, temporal on one
+L-deep flow stack) through their per-frame classifiers.
+Stage "head": towers frozen; their features are computed once per clip frame (they do not
+depend on the window, exactly as at run time) and the fusion head learns on windows of T
+cached feature pairs with the stride tau drawn at random (the paper draws tau in 5..15).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from realtime.flow import stack_fields
+from twostream.contract import ModelContract
+from twostream.data import ClipSet, eval_windows, first_window_end, window_frames
+from twostream.model import TwoStreamNet
+
+STAGES = ("towers", "head", "done")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    tower_epochs: int = 4
+    head_epochs: int = 8
+    tower_batch: int = 64
+    head_batch: int = 64
+    samples_per_clip: int = 8  # per epoch: tower frames (or head windows) drawn per clip
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    strides: tuple[int, int] = (2, 4)  # tau drawn uniformly in [lo, hi] for head training
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """Tower features of every frame of one clip: spatial (F, C, h, w); temporal (F, C, h, w),
+    valid from frame L on (earlier frames lack a full flow stack and hold zeros)."""
+
+    spatial: torch.Tensor
+    temporal: torch.Tensor
+    label: int
+
+
+def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generator, size: int):
+    """Random frames: rgb (B, 3, H, W), flow stacks (B, 2L, H, W) as float, labels (B,)."""
+    length = contract.stack_length
+    picks = rng.integers(len(clips), size=size)
+    rgb, flow, labels = [], [], []
+    for ci in picks:
+        clip = clips.clips[ci]
+        s = int(rng.integers(length, len(clip.rgb)))
+        rgb.append(clip.rgb[s].transpose(2, 0, 1))
+        flow.append(stack_fields(clip.flow[s - length + 1:s + 1]))
+        labels.append(clip.label)
+    return (torch.from_numpy(np.stack(rgb)).float(), torch.from_numpy(np.stack(flow)).float(),
+            torch.tensor(labels))
+
+
+def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start_epoch: int,
+                 on_epoch: Callable[[int, dict], None]) -> None:
+    """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc)."""
+    contract = model.contract
+    params = (list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters())
+              + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
+    for _ in range(start_epoch * steps):
+        sched.step()  # resume: replay the schedule, weights come from the checkpoint
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    for epoch in range(start_epoch, settings.tower_epochs):
+        rng = np.random.default_rng([settings.seed, 1, epoch])
+        model.train()
+        bar = tqdm(range(steps), desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step")
+        correct = np.zeros(2)
+        seen = 0
+        for _ in bar:
+            rgb, flow, labels = _tower_batch(clips, contract, rng, settings.tower_batch)
+            # fp32 on purpose: bf16 autocast measured 10x slower for these small convs here.
+            s_logits = model.head.spatial_fc(model.spatial(rgb).mean(dim=(2, 3)))
+            t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
+            loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += [(s_logits.argmax(1) == labels).sum().item(), (t_logits.argmax(1) == labels).sum().item()]
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss.item():.3f}", spatial=f"{correct[0] / seen:.2f}",
+                            temporal=f"{correct[1] / seen:.2f}")
+        on_epoch(epoch + 1, {"spatial_train_acc": correct[0] / seen, "temporal_train_acc": correct[1] / seen})
+
+
+@torch.inference_mode()
+def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: str = "features") -> list[ClipFeatures]:
+    """Run both towers once over every frame of every clip (eval mode), as the runtime does."""
+    model.eval()
+    length = model.contract.stack_length
+    out = []
+    for clip in tqdm(clips.clips, desc=desc, unit="clip"):
+        frames = len(clip.rgb)
+        rgb = torch.from_numpy(clip.rgb.transpose(0, 3, 1, 2)).float()
+        stacks = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in range(length, frames)])
+        spatial = torch.cat([model.spatial(rgb[i:i + batch]) for i in range(0, frames, batch)])
+        flow = torch.from_numpy(stacks).float()
+        temporal_valid = torch.cat([model.temporal(flow[i:i + batch]) for i in range(0, len(flow), batch)])
+        temporal = torch.zeros_like(spatial)
+        temporal[length:] = temporal_valid
+        out.append(ClipFeatures(spatial, temporal, clip.label))
+    return out
+
+
+def gather_window(features: ClipFeatures, end: int, contract: ModelContract, stride: int):
+    """Features of one window: spatial and temporal (T, C, h, w)."""
+    frames = window_frames(end, contract, stride)
+    return features.spatial[frames], features.temporal[frames]
+
+
+def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start_epoch: int,
+               on_epoch: Callable[[int, dict], None]) -> None:
+    """The fusion head on windows of cached tower features, tau drawn in ``settings.strides``."""
+    contract = model.contract
+    head = model.head
+    params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
+    if not params:  # late fusion: the per-frame classifiers are the whole head
+        on_epoch(settings.head_epochs, {})
+        return
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
+    for _ in range(start_epoch * steps):
+        sched.step()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    lo, hi = settings.strides
+    for epoch in range(start_epoch, settings.head_epochs):
+        rng = np.random.default_rng([settings.seed, 2, epoch])
+        head.train()
+        bar = tqdm(range(steps), desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step")
+        correct = seen = 0
+        for _ in bar:
+            s_batch, t_batch, labels = [], [], []
+            for ci in rng.integers(len(feats), size=settings.head_batch):
+                f = feats[ci]
+                # Short clips (user data) cap tau so that one window still fits.
+                max_stride = (len(f.spatial) - 1 - contract.stack_length) // max(contract.num_segments - 1, 1)
+                stride = max(1, min(int(rng.integers(lo, hi + 1)), max_stride))
+                end = int(rng.integers(first_window_end(contract, stride), len(f.spatial)))
+                s, t = gather_window(f, end, contract, stride)
+                s_batch.append(s)
+                t_batch.append(t)
+                labels.append(f.label)
+            labels = torch.tensor(labels)
+            logits = head(torch.stack(s_batch), torch.stack(t_batch))
+            loss = loss_fn(logits, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.2f}")
+        on_epoch(epoch + 1, {"head_train_acc": correct / seen})
+
+
+@torch.inference_mode()
+def evaluate(model: TwoStreamNet, clips: ClipSet, per_clip: int = 3) -> dict:
+    """Top-1 of each tower and of the model, and the model's confusion matrix, over windows at
+    the run-time stride. Rows of the confusion matrix are true classes, columns predictions."""
+    contract = model.contract
+    feats = clip_features(model, clips, desc="evaluate")
+    pairs = eval_windows(clips, contract, per_clip)
+    k = contract.num_classes
+    confusion = np.zeros((k, k), dtype=int)
+    hits = {"spatial": 0, "temporal": 0, "fused": 0}
+    for ci, end in pairs:
+        s, t = gather_window(feats[ci], end, contract, contract.stride)
+        s, t = s[None], t[None]
+        label = feats[ci].label
+        s_logits, t_logits = model.head.tower_logits(s, t)
+        fused = model.head(s, t)
+        hits["spatial"] += int(s_logits.argmax(1).item() == label)
+        hits["temporal"] += int(t_logits.argmax(1).item() == label)
+        pred = int(fused.argmax(1).item())
+        hits["fused"] += int(pred == label)
+        confusion[label, pred] += 1
+    n = max(len(pairs), 1)
+    return {
+        "windows": len(pairs),
+        "clips": len(clips),
+        "top1_spatial": hits["spatial"] / n,
+        "top1_temporal": hits["temporal"] / n,
+        "top1_fused": hits["fused"] / n,
+        "fusion": contract.fusion,
+        "classes": list(contract.classes),
+        "confusion": confusion.tolist(),
+    }
