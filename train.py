@@ -60,7 +60,7 @@ def fit(args) -> dict:
     settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
                              tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
                              samples_per_clip=args.samples_per_clip, seed=args.seed)
-    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
               "data": args.data or f"generated: {args.clips_per_class} clips/class x {args.frames} frames, seed {args.seed}"}
     train = _clips(args, contract, "train", args.seed, args.clips_per_class)
 
@@ -141,7 +141,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.add_argument("--model", required=True)
     data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
-    return parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ Layout (a torch.save'd dict of plain types and tensors, so no pickled code runs 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def save_checkpoint(path: str | Path, model: TwoStreamNet, metrics: dict | None 
         "version": VERSION,
         "contract": model.contract.to_dict(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "metrics": metrics or {},
+        "metrics": _plain(metrics or {}),
         "train_state": train_state or {},
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -52,6 +53,11 @@ def save_checkpoint(path: str | Path, model: TwoStreamNet, metrics: dict | None 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _plain(data: dict) -> dict:
+    """JSON-plain copy (numpy scalars -> float): weights_only loading refuses other types."""
+    return json.loads(json.dumps(data, default=float))
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -10,6 +10,7 @@ cached feature pairs with the stride tau drawn at random (the paper draws tau in
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,6 +50,17 @@ class ClipFeatures:
     label: int
 
 
+def _one_cycle(opt, lr: float, total: int, done: int):
+    """One-cycle schedule over ``total`` steps, advanced past the ``done`` steps of a resumed run
+    (the weights come from the checkpoint; only the learning rate needs replaying)."""
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+        for _ in range(done):
+            sched.step()
+    return sched
+
+
 def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generator, size: int):
     """Random frames: rgb (B, 3, H, W), flow stacks (B, 2L, H, W) as float, labels (B,)."""
     length = contract.stack_length
@@ -72,9 +84,7 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
               + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
-    for _ in range(start_epoch * steps):
-        sched.step()  # resume: replay the schedule, weights come from the checkpoint
+    sched = _one_cycle(opt, settings.lr, steps * settings.tower_epochs, start_epoch * steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     for epoch in range(start_epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
@@ -135,9 +145,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
-    for _ in range(start_epoch * steps):
-        sched.step()
+    sched = _one_cycle(opt, settings.lr, steps * settings.head_epochs, start_epoch * steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     lo, hi = settings.strides
     for epoch in range(start_epoch, settings.head_epochs):
