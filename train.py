@@ -4,6 +4,7 @@
     python train.py fit --out models/my.pt --data DIR            # DIR/<class>/<video> clips
     python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
     python train.py evaluate --model models/demo.pt              # held-out JSON report
+    python train.py card --model models/demo.pt                  # writes models/demo.md
 
 Every run is seeded; a checkpoint is written atomically after each epoch, so an interrupted
 run resumes where it stopped.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
 from twostream.data import folder_classes, generate_clips, load_folder
@@ -105,6 +107,14 @@ def run_evaluate(args) -> dict:
     return report
 
 
+def write_card(args) -> dict:
+    path = Path(args.model)
+    card = render_card(path, read_checkpoint(path))
+    out = path.with_suffix(".md")
+    out.write_text(card)
+    return {"card": str(out)}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--per-clip", type=int, default=3, help="evaluation windows per held-out clip")
 
     f = sub.add_parser("fit", help="train towers then the fusion head")
+    f.set_defaults(run=fit)
     f.add_argument("--out", required=True, help="checkpoint to write (after every epoch)")
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     data_args(f, clips_per_class=150, seed=0)
@@ -139,8 +150,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--lr", type=float, default=2e-3)
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
+    e.set_defaults(run=run_evaluate)
     e.add_argument("--model", required=True)
     data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
+    c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
+    c.set_defaults(run=write_card)
+    c.add_argument("--model", required=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
@@ -149,9 +164,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
-        result = fit(args) if args.command == "fit" else run_evaluate(args)
+        result = args.run(args)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

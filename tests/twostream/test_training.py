@@ -33,6 +33,10 @@ def test_fit_on_generated_clips_writes_a_model_with_its_report(tmp_path, capsys)
     assert checkpoint.metrics["held_out"]["top1_fused"] == report["top1_fused"]
     assert checkpoint.metrics["flops"]["per_frame_gflops_hop1"] > 0
     assert "train.py fit" in checkpoint.metrics["recipe"]["command"]
+    assert train.main(["card", "--model", str(out)]) == 0
+    card = out.with_suffix(".md").read_text()
+    assert f"| fused (conv) | {report['top1_fused']:.4f} |" in card
+    assert "train.py fit --out" in card and "GFLOPs per window" in card
 
 
 def test_resume_continues_from_the_saved_epoch(tmp_path, capsys):
