@@ -1,0 +1,105 @@
+"""The protocol every inference backend implements: the model's three parts, one call each.
+
+    spatial(rgb)    rgb  (N, 3, H, W)      float32, RGB 0..255           -> (N, C, h, w) float32
+    temporal(flow)  flow (N, 2L, H, W)     float32, quantised flow 0..255 -> (N, C, h, w) float32
+    head(s, t)      s, t (N, T, C, h, w)   float32 tower features         -> (N, K) float32 logits
+
+Normalisation is inside the model, so every backend takes the same raw inputs.
+
+Template method (as Polygraphy's runners): the public calls check ranks, shapes and dtypes and
+say expected vs actual; a backend implements only ``_spatial``, ``_temporal`` and ``_head``.
+
+Threading: the streaming runtime calls ``spatial``/``temporal`` from one thread and ``head`` from
+another, so a backend must allow calls to different parts at the same time (one call per part
+at a time). A returned array belongs to the caller only until the next call of the same part
+(a backend may reuse its output buffers), so copy what you keep.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from twostream.contract import ModelContract
+from twostream.errors import EngineError
+
+
+def _check(what: str, array: np.ndarray, expected: tuple[int | None, ...]) -> None:
+    """Raise EngineError unless ``array`` is float32 with ``expected`` shape (None = any)."""
+    if not isinstance(array, np.ndarray):
+        raise EngineError(f"{what}: expected a numpy array, got {type(array).__name__}")
+    if array.dtype != np.float32:
+        raise EngineError(f"{what}: expected float32, got {array.dtype}")
+    shape_ok = array.ndim == len(expected) and all(
+        want is None or want == got for want, got in zip(expected, array.shape))
+    if not shape_ok:
+        shown = tuple("N" if want is None else want for want in expected)
+        raise EngineError(f"{what}: expected shape {shown}, got {tuple(array.shape)}")
+
+
+class Backend(ABC):
+    """One loaded model, callable part by part. Use as a context manager or call ``close``."""
+
+    name = "abstract"
+
+    def __init__(self, contract: ModelContract, input_size: tuple[int, int] | None = None):
+        self.contract = contract
+        # Frames are resized to this (H, W); it differs from the contract only when the user
+        # explicitly allowed a contract mismatch.
+        self.input_size = tuple(input_size or contract.input_size)
+        self._feature_shape: tuple[int, int, int] | None = None
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's tower features, found once by a probe call."""
+        if self._feature_shape is None:
+            probe = np.zeros((1, 3, *self.input_size), np.float32)
+            self._feature_shape = tuple(int(d) for d in self._spatial(probe).shape[1:])
+        return self._feature_shape
+
+    def spatial(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 RGB 0..255 -> (N, C, h, w) float32."""
+        _check("spatial input", rgb, (None, 3, *self.input_size))
+        return self._spatial(rgb)
+
+    def temporal(self, flow: np.ndarray) -> np.ndarray:
+        """(N, 2L, H, W) float32 quantised flow 0..255 -> (N, C, h, w) float32."""
+        _check("temporal input", flow, (None, self.contract.flow_channels, *self.input_size))
+        return self._temporal(flow)
+
+    def head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Spatial and temporal features, each (N, T, C, h, w) float32 -> logits (N, K) float32."""
+        expected = (None, self.contract.num_segments, *self.feature_shape)
+        _check("head spatial features", s, expected)
+        _check("head temporal features", t, expected)
+        if s.shape[0] != t.shape[0]:
+            raise EngineError(f"head: batch sizes differ, spatial {s.shape[0]} vs temporal {t.shape[0]}")
+        return self._head(s, t)
+
+    @abstractmethod
+    def _spatial(self, rgb: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _temporal(self, flow: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray: ...
+
+    def warm_up(self) -> None:
+        """Run every part once on zeros: first calls pay for kernel selection and allocation,
+        which would otherwise land in the first prediction's latency."""
+        height, width = self.input_size
+        feats = self.spatial(np.zeros((1, 3, height, width), np.float32))
+        self.temporal(np.zeros((1, self.contract.flow_channels, height, width), np.float32))
+        window = np.zeros((1, self.contract.num_segments, *feats.shape[1:]), np.float32)
+        self.head(window, window)
+
+    def close(self) -> None:
+        """Release engine resources. Idempotent."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
