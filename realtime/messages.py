@@ -1,0 +1,114 @@
+"""The small immutable records stages hand each other.
+
+Timestamps are ``time.monotonic()`` seconds (one clock for the whole process), so the
+glass-to-label latency ``t_scored - t_capture`` is measured, not guessed. Durations are in ms.
+Pixel data never rides on these records past the flow stage: it lives in the preallocated rings,
+addressed by ``seq`` (the position of a frame in the processed stream, gapless even when a
+live source drops frames; ``index`` is the capture index and has gaps when frames are dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Ground truth a synthetic source knows: the gesture and which segment of it (the id
+    changes at every gesture change, so a window is 'pure' when all its frames share one)."""
+
+    label: str
+    segment: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame. ``bgr`` (h, w, 3) uint8 in the source's own size."""
+
+    index: int
+    t_capture: float
+    bgr: np.ndarray
+    decode_ms: float
+    truth: Truth | None = None
+
+
+@dataclass(frozen=True)
+class FlowField:
+    """Frame ``seq`` is resized into the frame ring and its flow field (from frame seq-1) is in
+    the flow ring. Field 0 of a stream is zero motion: it has no previous frame."""
+
+    seq: int
+    index: int
+    t_capture: float
+    decode_ms: float
+    flow_ms: float
+    truth: Truth | None = None
+
+
+@dataclass(frozen=True)
+class TowerFeatures:
+    """Frame ``field.seq`` is in the feature cache when ``computed`` (only frames some scored
+    window samples are run through the towers)."""
+
+    field: FlowField
+    computed: bool
+    spatial_ms: float
+    temporal_ms: float
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Milliseconds the newest frame of a window spent in each stage, and its glass-to-label
+    latency ``total`` (capture to scored, queueing included)."""
+
+    decode: float
+    flow: float
+    spatial: float
+    temporal: float
+    head: float
+    total: float
+
+    NAMES = ("decode", "flow", "spatial", "temporal", "head", "total")
+
+    def as_tuple(self) -> tuple[float, ...]:
+        return (self.decode, self.flow, self.spatial, self.temporal, self.head, self.total)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The score of the window whose newest frame is ``index`` (capture index).
+
+    ``logits`` and ``probs`` are (K,) float32 in the order of ``classes``; ``topk`` is
+    ((label, probability), ...) best first. ``window_start`` is the capture index of the oldest
+    frame the window reads (its oldest flow stack needs L frames before the oldest sampled
+    frame). ``true_label`` (the newest frame's) and ``window_pure`` (all frames of the window in
+    one gesture segment) are set only by sources that know the truth.
+    """
+
+    index: int
+    seq: int
+    window_start: int
+    t_capture: float
+    t_scored: float
+    classes: tuple[str, ...]
+    logits: np.ndarray
+    probs: np.ndarray
+    topk: tuple[tuple[str, float], ...]
+    times: StageTimes
+    dropped: int
+    true_label: str | None = None
+    window_pure: bool | None = None
+
+    @property
+    def label(self) -> str:
+        return self.topk[0][0]
+
+    @property
+    def score(self) -> float:
+        return self.topk[0][1]
+
+    @property
+    def latency_ms(self) -> float:
+        return self.times.total
