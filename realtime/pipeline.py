@@ -1,0 +1,184 @@
+"""The stage graph, wired in one place.
+
+    Source ─▶ CaptureStage ─Frame─▶ FlowStage ─FlowField─▶ TowerStage ─TowerFeatures─▶ HeadStage ─▶ Prediction
+               (thread)      │       (thread)   │             (thread)   │               (thread)        │
+              live: newest   │        writes ───┴─▶ FrameRing, FlowRing  │                               ▼
+              wins, files:   │                      reads ◀──────────────┤           latest slot, history, stats,
+              back-pressure  │                      writes ──▶ FeatureCache ◀── gathers    on_prediction callback
+
+Four threads, because on a 2-core CPU the work splits into two roughly equal halves
+(decode + flow + spatial tower | temporal tower + head) only if the stages run in parallel;
+torch runs single-threaded inside each (see engines.torch_backend). Channels between stages are
+bounded; the rings are sized so a writer can never lap its reader (realtime.rings).
+
+Use as a context manager (start on enter, stop and join on exit) or call start/wait/stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engines.base import Backend
+from realtime.capture import CaptureSettings, CaptureStage, capture_channel
+from realtime.channel import Channel
+from realtime.errors import PipelineError
+from realtime.flowstage import FlowSettings, FlowStage
+from realtime.messages import Prediction
+from realtime.rings import FeatureCache, FlowRing, FrameRing
+from realtime.scorer import HeadStage, ScorerSettings
+from realtime.sources import Source
+from realtime.stage import Control
+from realtime.stats import PipelineStats, StatsSnapshot
+from realtime.towers import TowerStage
+from realtime.windows import WindowPlan
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Settings of every stage, composed; the command line maps onto these."""
+
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    scorer: ScorerSettings = field(default_factory=ScorerSettings)
+    stage_queue: int = 2  # items between processing stages: enough to absorb jitter, little latency
+    history: int = 256  # predictions kept for the UI
+    stats_window: int = 300  # predictions the percentiles are over
+    poll_s: float = 0.05  # longest any stage waits before re-checking stop/abort
+    join_timeout_s: float = 10.0
+
+
+class Pipeline:
+    """A running recognizer: ``latest`` is the newest Prediction, ``history()`` the recent
+    ones, ``stats()`` a StatsSnapshot. Raises ContractMismatch at construction if the flow
+    settings differ from the model's contract (unless allowed), SourceError from ``start``."""
+
+    def __init__(self, source: Source, backend: Backend, settings: PipelineSettings = PipelineSettings(), *,
+                 on_prediction: Callable[[Prediction], None] | None = None,
+                 warn: Callable[[str], None] | None = None):
+        contract = backend.contract
+        method, size = settings.flow.resolve(contract, warn)
+        if tuple(size) != tuple(backend.input_size):
+            raise PipelineError(f"frames would be resized to {size} but the backend expects {backend.input_size}")
+        self.source, self.backend, self.settings = source, backend, settings
+        self.plan = WindowPlan.from_contract(contract, settings.scorer.hop)
+        self.flow_method, self.input_size = method, size
+        self.control = Control(settings.poll_s)
+        self.stats_collector = PipelineStats(settings.stats_window)
+        self._on_prediction = on_prediction
+        self._cond = threading.Condition()
+        self._latest: Prediction | None = None
+        self._history: deque[Prediction] = deque(maxlen=settings.history)
+        self._started = False
+
+        queue = settings.stage_queue
+        lead = queue + 2  # how far a ring's writer can be ahead of its reader: queued + one in each hand
+        frames = FrameRing(1 + lead, size)
+        fields = FlowRing(contract.stack_length + lead, size)
+        cache = FeatureCache(self.plan.reach + lead, backend.feature_shape)
+        self._captured = capture_channel(source, settings.capture)
+        flowed: Channel = Channel(queue)
+        featured: Channel = Channel(queue)
+        self._stages = (
+            CaptureStage(self.control, source, self._captured, settings.capture, self.stats_collector.on_capture),
+            FlowStage(self.control, self._captured, flowed, frames, fields, method, size, contract.flow_bound),
+            TowerStage(self.control, flowed, featured, backend, frames, fields, cache, self.plan),
+            HeadStage(self.control, featured, backend, cache, self.plan, settings.scorer, self._publish,
+                      lambda: self._captured.dropped),
+        )
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Pipeline":
+        """Warm the backend up, open the source unless already open (SourceError here),
+        start the threads."""
+        if self._started:
+            raise PipelineError("pipeline already started")
+        try:
+            # Warm-up first: a live source opened earlier would queue stale frames meanwhile.
+            self.backend.warm_up()
+            self.source.open()
+        except BaseException:
+            self.source.close()
+            raise
+        self._started = True
+        for stage in reversed(self._stages):  # consumers first, so nothing waits on a missing reader
+            stage.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every frame is scored (source ended, --max-frames, or stop). True when done.
+        Re-raises the first error any stage hit."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for stage in self._stages:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not stage.join(remaining):
+                break
+        if self.control.error is not None:
+            raise self.control.error
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return self._started and not any(stage.alive for stage in self._stages)
+
+    def stop(self, timeout: float | None = None) -> tuple[str, ...]:
+        """Stop capturing, let the queued frames drain through, join every thread.
+        Returns the names of threads that did not end in time (empty when all joined)."""
+        if not self._started:
+            return ()
+        timeout = self.settings.join_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self.control.stop.set()
+        capture, *rest = self._stages
+        if not capture.join(timeout):
+            # Stuck in a driver read: the rest must not wait for a channel it may never close.
+            self.control.abort.set()
+        for stage in rest:
+            stage.join(max(0.0, deadline - time.monotonic()))
+        if any(stage.alive for stage in self._stages):
+            self.control.abort.set()
+            for stage in self._stages:
+                stage.join(self.settings.poll_s * 4)
+        return tuple(stage.name for stage in self._stages if stage.alive)
+
+    def __enter__(self) -> "Pipeline":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- results ---------------------------------------------------------------------------
+    def _publish(self, prediction: Prediction) -> None:
+        with self._cond:
+            self._latest = prediction
+            self._history.append(prediction)
+            self._cond.notify_all()
+        self.stats_collector.on_prediction(prediction)
+        if self._on_prediction is not None:
+            self._on_prediction(prediction)
+
+    @property
+    def latest(self) -> Prediction | None:
+        """The newest prediction (None before the first complete window)."""
+        return self._latest
+
+    def next_prediction(self, after_seq: int = -1, timeout: float = 1.0) -> Prediction | None:
+        """The newest prediction newer than ``after_seq``, waiting up to ``timeout`` s for one."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq, timeout)
+            latest = self._latest
+        return latest if latest is not None and latest.seq > after_seq else None
+
+    def history(self) -> tuple[Prediction, ...]:
+        with self._cond:
+            return tuple(self._history)
+
+    def stats(self) -> StatsSnapshot:
+        return self.stats_collector.snapshot(self._captured.dropped)
+
+    @property
+    def frames_captured(self) -> int:
+        return self._stages[0].captured
