@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Real-time two-stream action recognizer.
+
+Headless, it prints one JSON line per prediction on stdout and a summary of the stats on
+stderr at the end:
+
+    python app.py --source demo --no-ui                  # endless synthetic gestures, live accuracy
+    python app.py --source clip.mp4 --no-ui --hop 3      # a file, scored every 3rd frame
+    python app.py --source rtsp://127.0.0.1:8554/cam --no-ui --max-frames 500
+    python app.py --source 0 --no-ui                     # camera 0
+
+End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). Any error is one line
+on stderr, 'error: ...', and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Our one-line errors replace OpenCV's and FFmpeg's console chatter (a user's setting wins).
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from twostream.contract import FLOW_METHODS  # noqa: E402
+from twostream.errors import RecognizerError  # noqa: E402
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
+EXIT_ERROR = 2
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240)."""
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
+    if first < 1 or second < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return first, second
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="demo",
+                        help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, "
+                             "or 'demo' (default)")
+    parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model file (default: models/demo.pt)")
+    parser.add_argument("--backend", choices=("auto", "torch"), default="auto",
+                        help="inference backend; auto picks the best available (torch for now)")
+    parser.add_argument("--hop", type=_positive, default=1, help="score every HOP-th frame (default 1)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="pace files and folders at their own frame rate, as if live (drops when behind)")
+    parser.add_argument("--flow", choices=FLOW_METHODS, default=None,
+                        help="optical flow method (default: the one the model was trained with)")
+    parser.add_argument("--input-size", type=_size, default=None, metavar="WxH",
+                        help="resize frames to this (default: the model's input size)")
+    parser.add_argument("--allow-contract-mismatch", action="store_true",
+                        help="run even if --flow/--input-size differ from the model's training (warns)")
+    parser.add_argument("--max-frames", type=_positive, default=None, help="stop after N frames")
+    parser.add_argument("--topk", type=_positive, default=3, help="labels per prediction (default 3)")
+    parser.add_argument("--threads", type=_positive, default=1,
+                        help="torch threads per inference call (default 1: the stages run in parallel)")
+    parser.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a URL to open")
+    parser.add_argument("--read-timeout", type=float, default=5.0, help="seconds without a frame before a live URL counts as lost")
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of an image folder (default 25)")
+    parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demo stream")
+    parser.add_argument("--demo-size", type=_size, default=(640, 480), metavar="WxH", help="demo frame size")
+    return parser
+
+
+def prediction_record(prediction, judged: list[int]) -> dict:
+    """The JSON line for one prediction. ``judged`` = [correct, total] so far over windows
+    wholly inside one gesture (updated here for sources that know the truth)."""
+    times = prediction.times
+    record = {
+        "frame": prediction.index,
+        "window_start": prediction.window_start,
+        "t_capture": round(prediction.t_capture, 6),
+        "t_scored": round(prediction.t_scored, 6),
+        "label": prediction.label,
+        "score": round(prediction.score, 5),
+        "topk": [[label, round(p, 5)] for label, p in prediction.topk],
+        "latency_ms": {name: round(value, 3) for name, value in zip(times.NAMES, times.as_tuple())},
+        "dropped": prediction.dropped,
+    }
+    if prediction.true_label is not None:
+        record["true_label"] = prediction.true_label
+        record["window_pure"] = prediction.window_pure
+        if prediction.window_pure:
+            judged[0] += prediction.label == prediction.true_label
+            judged[1] += 1
+        record["accuracy"] = round(judged[0] / judged[1], 4) if judged[1] else None
+    return record
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's clean path
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so --help is instant and import errors still become one line.
+    from engines.select import open_backend, resolve_backend_name
+    from realtime.capture import CaptureSettings
+    from realtime.flowstage import FlowSettings
+    from realtime.pipeline import Pipeline, PipelineSettings
+    from realtime.scorer import ScorerSettings
+    from realtime.sources import SourceSettings, open_source
+
+    if not args.no_ui:
+        print("note: the UI is not part of this build yet; running headless", file=sys.stderr)
+    input_size = (args.input_size[1], args.input_size[0]) if args.input_size else None  # WxH -> (H, W)
+    source = open_source(args.source, SourceSettings(
+        open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, folder_fps=args.fps,
+        demo_seed=args.demo_seed, demo_size=args.demo_size))
+    if not source.live:
+        # Fail fast on a bad file before the model loads. A live source opens only when the
+        # pipeline starts: whatever it buffered while the model loaded would be stale frames.
+        source.open()
+    try:
+        backend = open_backend(args.backend, args.model, threads=args.threads, input_size=input_size)
+    except BaseException:
+        source.close()
+        raise
+    settings = PipelineSettings(
+        capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
+        flow=FlowSettings(method=args.flow, input_size=input_size,
+                          allow_contract_mismatch=args.allow_contract_mismatch),
+        scorer=ScorerSettings(hop=args.hop, topk=args.topk))
+    judged = [0, 0]
+
+    def emit(prediction) -> None:
+        sys.stdout.write(json.dumps(prediction_record(prediction, judged)) + "\n")
+        sys.stdout.flush()  # one line per prediction, as it happens
+
+    try:
+        pipeline = Pipeline(source, backend, settings, on_prediction=emit,
+                            warn=lambda message: print(message, file=sys.stderr))
+    except BaseException:
+        source.close()
+        raise
+    stopped_by = "end of source" if args.max_frames is None else "end of source or --max-frames"
+    pipeline.start()
+    try:
+        while not pipeline.wait(timeout=0.25):
+            pass
+    except KeyboardInterrupt:
+        stopped_by = "interrupt"
+    finally:
+        unjoined = pipeline.stop()
+    pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
+    summary = pipeline.stats().to_record()
+    summary.update(source=source.description, backend=resolve_backend_name(args.backend),
+                   flow=pipeline.flow_method, hop=args.hop, stopped_by=stopped_by,
+                   threads_not_joined=list(unjoined))
+    print("summary: " + json.dumps(summary), file=sys.stderr)
+    return 0 if not unjoined else EXIT_ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return run(args)
+    except RecognizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. piped into `head`): a normal way to stop.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130  # interrupted before the pipeline ran: nothing to summarise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

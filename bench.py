@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Benchmark: the streaming pipeline against the seed systems' from-scratch scoring.
+
+    python bench.py                      # 300-frame 320x240 generated clip, hop 1
+    python bench.py --frames 600 --naive-frames 150
+
+Both run in this process on the same generated clip, written to a video file so decoding
+is measured too. ``fps`` is end to end: frames read from the file divided by the wall time
+from the first read to the last prediction, decode, flow, towers and head included, every
+frame scored (hop 1). ``naive_fps`` is the same for the baseline (realtime.naive), which
+recomputes all T*L flow fields and runs all T sampled frames through both towers for every
+window. Prints one JSON object on stdout; errors are one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# Idle OpenMP workers sleep instead of spinning: on 2 vCPUs spinning workers starve the other
+# thread (a 2-thread batch-1 conv took ~400 ms instead of ~4). Only the naive baseline may use
+# more than one torch thread; this makes it as fast as it can be, so the speedup is not inflated.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from twostream.errors import RecognizerError, SourceError  # noqa: E402
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=300, help="clip length in frames (default 300)")
+    parser.add_argument("--naive-frames", type=int, default=100,
+                        help="frames of the same clip the slow baseline runs on (default 100)")
+    parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH", help="clip size (default 320x240)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated clip")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model file (default: models/demo.pt, or random weights if it is absent: "
+                             "speed does not depend on the weights)")
+    parser.add_argument("--live-frames", type=int, default=75,
+                        help="frames of the clip also played at 25 fps, as live, for latency (0: skip)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
+    parser.add_argument("--naive-threads", type=int, default=0,
+                        help="torch threads for the baseline (default 0: the faster of 1 and 2)")
+    return parser
+
+
+def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> None:
+    """Render ``frames`` frames of the gesture stream into an MPEG-4 file (W, H = size)."""
+    import cv2
+
+    from twostream.gestures import GestureStream
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
+    if not writer.isOpened():
+        raise SourceError(f"cannot write the benchmark clip '{path}' (no mp4v encoder?)")
+    try:
+        for item, _ in zip(GestureStream(seed, size), range(frames)):
+            writer.write(item.bgr)
+    finally:
+        writer.release()
+
+
+def load_backend(model: Path | None, threads: int):
+    """(backend, description) for the model file, or a random-weight model of the same shape."""
+    from engines.torch_backend import TorchBackend
+    from twostream.contract import GESTURE_CLASSES, ModelContract
+    from twostream.model import TwoStreamNet
+
+    path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+    if path is not None:
+        return TorchBackend.from_checkpoint(path, threads=threads), str(path)
+    import torch
+
+    torch.manual_seed(0)
+    net = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES))
+    return TorchBackend(net, threads=threads), "random weights (models/demo.pt absent)"
+
+
+def percentiles(values) -> dict:
+    values = np.asarray(values, np.float64)
+    p50, p95 = np.percentile(values, (50, 95)) if len(values) else (0.0, 0.0)
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3)}
+
+
+def run_pipeline(backend, clip: Path, frames: int, realtime: bool = False):
+    """-> (fps, {frame index: logits (K,)}, stats snapshot). ``realtime`` plays the file at
+    its own 25 fps, as a camera would deliver it, for latency figures."""
+    from realtime.capture import CaptureSettings
+    from realtime.pipeline import Pipeline, PipelineSettings
+    from realtime.sources import VideoFileSource
+
+    logits = {}
+    settings = PipelineSettings(capture=CaptureSettings(max_frames=frames, realtime=realtime),
+                                stats_window=max(frames, 1))
+    pipeline = Pipeline(VideoFileSource(clip), backend, settings,
+                        on_prediction=lambda p: logits.__setitem__(p.index, p.logits))
+    pipeline.start()  # opens the file, warms the backend up
+    started = time.monotonic()
+    try:
+        pipeline.wait()
+        elapsed = time.monotonic() - started
+    finally:
+        pipeline.stop()
+    return pipeline.frames_captured / elapsed, logits, pipeline.stats()
+
+
+def run_naive(backend, clip: Path, frames: int, threads: int):
+    """-> (fps, [(frame index, logits)], per-step times) over the first ``frames`` frames."""
+    import cv2
+    import torch
+
+    from realtime.naive import NaiveScorer
+
+    torch.set_num_threads(threads)
+    scorer = NaiveScorer(backend)
+    cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+    results, times = [], []
+    started = time.monotonic()
+    for index in range(frames):
+        t0 = time.perf_counter()
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        scored = scorer.push(bgr, (time.perf_counter() - t0) * 1000.0)
+        if scored is not None:
+            results.append((index, scored[0]))
+            times.append(scored[1])
+    elapsed = time.monotonic() - started
+    cap.release()
+    return frames / elapsed, results, times
+
+
+def pick_naive_threads(backend, clip: Path) -> int:
+    """The faster of 1 and 2 torch threads for the baseline, on a few of its windows."""
+    from realtime.naive import NaiveScorer  # noqa: F401 - same code path as run_naive
+
+    best, best_fps = 1, 0.0
+    probe_frames = 22 + 1 + 4  # the first complete window and a few more
+    for threads in (1, 2):
+        run_naive(backend, clip, probe_frames, threads)  # warm the thread pool up
+        fps, _, _ = run_naive(backend, clip, probe_frames, threads)
+        if fps > best_fps:
+            best, best_fps = threads, fps
+    return best
+
+
+def bench(args: argparse.Namespace) -> dict:
+    import torch
+
+    backend, model_name = load_backend(args.model, args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        write_clip(clip, args.frames, args.size, args.seed)
+        fps, streamed, stats = run_pipeline(backend, clip, args.frames)
+        live = run_pipeline(backend, clip, min(args.live_frames, args.frames), realtime=True)[2] \
+            if args.live_frames else None
+        naive_frames = min(args.naive_frames, args.frames)
+        naive_threads = args.naive_threads or pick_naive_threads(backend, clip)
+        naive_fps, naive_results, naive_times = run_naive(backend, clip, naive_frames, naive_threads)
+        torch.set_num_threads(args.threads)
+    diffs = [float(np.abs(streamed[i] - logits).max()) for i, logits in naive_results if i in streamed]
+    stages = {name: {"p50": round(s.p50, 3), "p95": round(s.p95, 3)} for name, s in stats.stages}
+    # With a file read as fast as possible, frames queue behind back-pressure, so this
+    # latency is mostly queueing; live_latency_ms is what a camera's frames see.
+    stages["latency"] = stages.pop("total")
+    live_latency = None
+    if live is not None:
+        total = live.stage("total")
+        live_latency = {"p50": round(total.p50, 3), "p95": round(total.p95, 3), "p99": round(total.p99, 3),
+                        "frames": live.frames, "dropped": live.dropped}
+    naive_steps = {name: percentiles([getattr(t, name) for t in naive_times])
+                   for name in ("decode", "flow", "spatial", "temporal", "head")}
+    return {
+        "fps": round(fps, 2),
+        "naive_fps": round(naive_fps, 2),
+        "speedup": round(fps / naive_fps, 2),
+        "stages_ms": stages,
+        "naive_stages_ms": naive_steps,
+        "live_latency_ms": live_latency,
+        "frames": args.frames,
+        "naive_frames": naive_frames,
+        "predictions": stats.predictions,
+        "dropped": stats.dropped,
+        "max_abs_logit_diff_vs_naive": round(max(diffs), 7) if diffs else None,
+        "clip": f"{args.size[0]}x{args.size[1]} generated, mp4v",
+        "hop": 1,
+        "backend": "torch fp32",
+        "model": model_name,
+        "flow_method": backend.contract.flow_method,
+        "input_size": list(backend.input_size),
+        "torch_threads": args.threads,
+        "naive_threads": naive_threads,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 30 or args.naive_frames < 24:
+        print("error: --frames must be >= 30 and --naive-frames >= 24 (a window spans 23 frames)", file=sys.stderr)
+        return 2
+    try:
+        result = bench(args)
+    except RecognizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
