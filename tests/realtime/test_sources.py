@@ -1,0 +1,130 @@
+"""Sources: what a --source string opens, and one clear SourceError for each way it can fail."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.sources import (ArraySource, CameraSource, DemoSource, ImageFolderSource, SourceSettings,
+                              StreamUrlSource, VideoFileSource, open_source)
+from twostream.errors import SourceError
+from twostream.gestures import GestureStream
+
+
+@pytest.mark.parametrize("spec, kind", [
+    ("demo", DemoSource),
+    ("0", CameraSource),
+    ("12", CameraSource),
+    ("rtsp://127.0.0.1:8554/cam", StreamUrlSource),
+    ("rtsps://user:pw@cam.local/x", StreamUrlSource),
+    ("http://127.0.0.1:8080/video.mjpg", StreamUrlSource),
+    ("https://example.org/live.m3u8", StreamUrlSource),
+    ("clip.mp4", VideoFileSource),
+    ("file:///tmp/clip.mp4", VideoFileSource),
+])
+def test_spec_picks_the_source(spec, kind):
+    assert type(open_source(spec)) is kind
+
+
+def test_a_folder_spec_is_an_image_folder(tmp_path):
+    assert type(open_source(str(tmp_path))) is ImageFolderSource
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "empty source"),
+    ("ftp://host/x.mp4", "unsupported URL scheme 'ftp'"),
+])
+def test_bad_specs_are_refused(spec, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(spec)
+
+
+def test_passwords_never_reach_messages():
+    source = open_source("rtsp://admin:secret@127.0.0.1:1/x")
+    assert "secret" not in source.description and "***" in source.description
+
+
+@pytest.fixture(scope="module")
+def video_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (96, 64))
+    for item, _ in zip(GestureStream(1, (96, 64)), range(12)):
+        writer.write(item.bgr)
+    writer.release()
+    return path
+
+
+def _read_all(source) -> list:
+    source.open()
+    frames = []
+    while (got := source.read()) is not None:
+        frames.append(got)
+    source.close()
+    return frames
+
+
+def test_video_file_reads_every_frame_with_its_fps(video_file):
+    source = VideoFileSource(video_file)
+    frames = _read_all(source)
+    assert len(frames) == 12
+    assert frames[0][0].shape == (64, 96, 3) and frames[0][1] is None
+    assert source.fps == pytest.approx(20.0) and not source.live
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "absent.mp4", "cannot open video file '.*absent.mp4': no such file"),
+    (lambda d: (d / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(20000)) and d / "garbage.mp4",
+     "cannot open video file '.*garbage.mp4': not a video format FFmpeg can read"),
+    (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "cannot open video file '.*empty.mp4'"),
+])
+def test_unusable_video_files_fail_at_open(tmp_path, make, message):
+    with pytest.raises(SourceError, match=message):
+        VideoFileSource(make(tmp_path)).open()
+
+
+def test_image_folder_in_natural_order(tmp_path):
+    for i in (10, 2, 1):
+        cv2.imwrite(str(tmp_path / f"frame{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    frames = _read_all(ImageFolderSource(tmp_path))
+    assert [int(f[0][0, 0, 0]) for f in frames] == [1, 2, 10]
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(SourceError, match="no images"):
+        ImageFolderSource(tmp_path).open()
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    source = ImageFolderSource(tmp_path)
+    source.open()
+    with pytest.raises(SourceError, match="cannot read image"):
+        source.read()
+
+
+def test_absent_camera_is_a_clear_error():
+    with pytest.raises(SourceError, match="cannot open camera 99"):
+        CameraSource(99).open()
+
+
+def test_refused_stream_url_fails_fast():
+    source = StreamUrlSource("rtsp://127.0.0.1:1/nope", SourceSettings(open_timeout_s=2))
+    with pytest.raises(SourceError, match="cannot open stream 'rtsp://127.0.0.1:1/nope'"):
+        source.open()
+
+
+def test_demo_source_is_live_paced_and_carries_truth():
+    source = DemoSource(seed=2, size=(80, 60), fps=25)
+    source.open()
+    bgr, truth = source.read()
+    assert source.live and source.paced
+    assert bgr.shape == (60, 80, 3)
+    first = next(iter(GestureStream(2, (80, 60))))
+    assert truth.label == first.label and truth.segment == first.segment == 0
+
+
+def test_array_source_pairs_frames_with_truths():
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 3
+    got = _read_all(ArraySource(frames, ["a", "b", "c"]))
+    assert [t for _, t in got] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="fps"):
+        ArraySource(frames, live=True)
