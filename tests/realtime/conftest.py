@@ -49,6 +49,12 @@ def stream_frames(count: int, seed: int = 3, size: tuple[int, int] = (160, 120))
 
 
 @pytest.fixture(scope="session")
+def make_stream():
+    """stream_frames, for tests that need their own stream."""
+    return stream_frames
+
+
+@pytest.fixture(scope="session")
 def short_clip():
     """48 frames of 160x120 gesture stream (two complete window spans and more)."""
     return stream_frames(48)

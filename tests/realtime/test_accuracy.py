@@ -1,0 +1,41 @@
+"""The shipped demo model, run by the headless app on a generated stream with known gesture
+segments, labels at least 90% of the windows that lie wholly inside one gesture.
+
+Skipped only while models/demo.pt does not exist (it is trained by ``train.py``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "demo.pt"
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="models/demo.pt is absent (train it with train.py)")
+def test_demo_model_labels_pure_windows_right(make_stream, tmp_path):
+    # Seed 2022: 800 frames that show all ten classes, ~430 windows inside one gesture.
+    frames, labels, segments = make_stream(800, seed=2022, size=(320, 240))
+    clip = tmp_path / "stream.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
+    for bgr in frames:
+        writer.write(bgr)
+    writer.release()
+
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--no-ui", "--source", str(clip)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == len(frames) - 22
+
+    pure = [r for r in lines if len(set(segments[r["window_start"]:r["frame"] + 1])) == 1]
+    wrong = Counter((labels[r["frame"]], r["label"]) for r in pure if r["label"] != labels[r["frame"]])
+    accuracy = 1 - sum(wrong.values()) / len(pure)
+    assert len(pure) >= 300, f"only {len(pure)} pure windows: the stream is too short"
+    assert accuracy >= 0.9, f"accuracy {accuracy:.3f} on {len(pure)} windows; (true, predicted): {wrong.most_common(8)}"
