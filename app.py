@@ -9,6 +9,12 @@ stderr at the end:
     python app.py --source rtsp://127.0.0.1:8554/cam --no-ui --max-frames 500
     python app.py --source 0 --no-ui                     # camera 0
 
+Each line has: frame (capture index of the window's newest frame), window_start (its oldest
+frame), t_capture and t_scored (time.monotonic() seconds), label, score, topk ([label, p] best
+first), latency_ms (per-stage ms of the newest frame, and total = capture to scored), dropped
+(frames dropped so far); a source that knows the truth (demo) adds true_label, window_pure
+(all frames of the window in one gesture) and the running accuracy over such windows.
+
 End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). Any error is one line
 on stderr, 'error: ...', and exit status 2.
 """
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    stopped_by = "end of source" if args.max_frames is None else "end of source or --max-frames"
+    stopped_by = "end of source"
     pipeline.start()
     try:
         while not pipeline.wait(timeout=0.25):
@@ -162,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         stopped_by = "interrupt"
     finally:
         unjoined = pipeline.stop()
+    if stopped_by != "interrupt" and pipeline.frames_captured == args.max_frames:
+        stopped_by = "--max-frames"
     pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
     summary = pipeline.stats().to_record()
     summary.update(source=source.description, backend=resolve_backend_name(args.backend),

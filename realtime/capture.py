@@ -46,7 +46,7 @@ class CaptureStage(Stage):
     """Source -> Frame(index, t_capture, bgr, decode_ms, truth) into ``outbox``."""
 
     def __init__(self, control: Control, source: Source, outbox: Channel[Frame],
-                 settings: CaptureSettings, on_capture: Callable[[float], None]):
+                 settings: CaptureSettings, on_capture: Callable[[Frame], None]):
         super().__init__("capture", control, outbox)
         self.source = source
         self.settings = settings
@@ -81,7 +81,7 @@ class CaptureStage(Stage):
             bgr, truth = got
             frame = Frame(self.captured, t_capture, bgr, decode_ms, truth)
             self.captured += 1
-            self._on_capture(t_capture)
+            self._on_capture(frame)
             if newest_wins:
                 self.outbox.put(frame, 0.0)  # never waits: drops (and counts) the oldest
             elif not self.emit(frame):

@@ -4,6 +4,10 @@ clip and quantise it exactly as the model's contract says, and write both into t
 It uses realtime.flow's functions, the same ones training used, so a field here is bit-equal
 to the field training computed for the same two frames. Each field is computed once; a
 2L-channel stack is later a view of the last L fields in the flow ring.
+
+When a live source drops frames, the pair is (last processed frame, this frame): the field
+spans the gap and shows faster motion than the scene had. That is the price of staying live;
+the drops are counted and reported with every prediction.
 """
 
 from __future__ import annotations

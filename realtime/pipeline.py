@@ -27,7 +27,7 @@ from realtime.capture import CaptureSettings, CaptureStage, capture_channel
 from realtime.channel import Channel
 from realtime.errors import PipelineError
 from realtime.flowstage import FlowSettings, FlowStage
-from realtime.messages import Prediction
+from realtime.messages import Frame, Prediction
 from realtime.rings import FeatureCache, FlowRing, FrameRing
 from realtime.scorer import HeadStage, ScorerSettings
 from realtime.sources import Source
@@ -71,6 +71,7 @@ class Pipeline:
         self._on_prediction = on_prediction
         self._cond = threading.Condition()
         self._latest: Prediction | None = None
+        self._latest_frame: Frame | None = None
         self._history: deque[Prediction] = deque(maxlen=settings.history)
         self._started = False
 
@@ -83,7 +84,7 @@ class Pipeline:
         flowed: Channel = Channel(queue)
         featured: Channel = Channel(queue)
         self._stages = (
-            CaptureStage(self.control, source, self._captured, settings.capture, self.stats_collector.on_capture),
+            CaptureStage(self.control, source, self._captured, settings.capture, self._on_capture),
             FlowStage(self.control, self._captured, flowed, frames, fields, method, size, contract.flow_bound),
             TowerStage(self.control, flowed, featured, backend, frames, fields, cache, self.plan),
             HeadStage(self.control, featured, backend, cache, self.plan, settings.scorer, self._publish,
@@ -151,6 +152,10 @@ class Pipeline:
         self.stop()
 
     # ---- results ---------------------------------------------------------------------------
+    def _on_capture(self, frame: Frame) -> None:
+        self._latest_frame = frame  # one reference assignment: atomic, no lock needed
+        self.stats_collector.on_capture(frame.t_capture)
+
     def _publish(self, prediction: Prediction) -> None:
         with self._cond:
             self._latest = prediction
@@ -164,6 +169,11 @@ class Pipeline:
     def latest(self) -> Prediction | None:
         """The newest prediction (None before the first complete window)."""
         return self._latest
+
+    @property
+    def latest_frame(self) -> Frame | None:
+        """The newest captured frame (for a live view; it may be newer than ``latest``)."""
+        return self._latest_frame
 
     def next_prediction(self, after_seq: int = -1, timeout: float = 1.0) -> Prediction | None:
         """The newest prediction newer than ``after_seq``, waiting up to ``timeout`` s for one."""

@@ -116,14 +116,10 @@ class ProcessingStage(Stage, Generic[In, Out]):
             except EndOfStream:
                 return
             if item is None:
-                self.idle()
-                continue
+                continue  # timed out: re-check abort
             result = self.process(item)
             if result is not None and self.outbox is not None and not self.emit(result):
                 return
-
-    def idle(self) -> None:
-        """Called after each empty poll (a place for watchdogs)."""
 
     @abstractmethod
     def process(self, item: In) -> Out | None: ...

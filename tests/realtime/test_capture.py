@@ -26,7 +26,7 @@ def _run(source, settings: CaptureSettings, consume_s: float = 0.0, take: int | 
     control = Control(poll_s=0.01)
     channel = capture_channel(source, settings)
     source.open()
-    stage = CaptureStage(control, source, channel, settings, on_capture=lambda t: None)
+    stage = CaptureStage(control, source, channel, settings, on_capture=lambda frame: None)
     stage.start()
     got = []
     try:

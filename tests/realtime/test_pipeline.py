@@ -62,6 +62,7 @@ def test_stop_joins_every_thread_of_an_endless_live_stream(backend, short_clip):
         assert first is not None
         later = pipeline.next_prediction(after_seq=first.seq, timeout=10)
         assert later is not None and later.seq > first.seq and pipeline.latest.seq >= later.seq
+        assert pipeline.latest_frame.index >= later.index  # the live view is never behind the label
     assert pipeline.stop() == () and pipeline.done
     assert not _pipeline_threads()
 
