@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pace files and folders at their own frame rate, as if live (drops when behind)")
     parser.add_argument("--flow", choices=FLOW_METHODS, default=None,
                         help="optical flow method (default: the one the model was trained with)")
-    parser.add_argument("--input-size", type=_size, default=None, metavar="WxH",
-                        help="resize frames to this (default: the model's input size)")
+    parser.add_argument("--input-size", type=_positive, default=None, metavar="N",
+                        help="resize frames to N x N, as train.py's --input-size (default: the model's)")
     parser.add_argument("--allow-contract-mismatch", action="store_true",
                         help="run even if --flow/--input-size differ from the model's training (warns)")
     parser.add_argument("--max-frames", type=_positive, default=None, help="stop after N frames")
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_ui:
         print("note: the UI is not part of this build yet; running headless", file=sys.stderr)
-    input_size = (args.input_size[1], args.input_size[0]) if args.input_size else None  # WxH -> (H, W)
+    input_size = (args.input_size, args.input_size) if args.input_size else None
     source = open_source(args.source, SourceSettings(
         open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, folder_fps=args.fps,
         demo_seed=args.demo_seed, demo_size=args.demo_size))
