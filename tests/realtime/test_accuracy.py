@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from twostream.checkpoint import read_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "demo.pt"
 
@@ -32,7 +34,9 @@ def test_demo_model_labels_pure_windows_right(make_stream, tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(lines) == len(frames) - 22
+    contract = read_checkpoint(MODEL).contract
+    first_end = (contract.num_segments - 1) * contract.stride + contract.stack_length
+    assert len(lines) == len(frames) - first_end
 
     pure = [r for r in lines if len(set(segments[r["window_start"]:r["frame"] + 1])) == 1]
     wrong = Counter((labels[r["frame"]], r["label"]) for r in pure if r["label"] != labels[r["frame"]])
