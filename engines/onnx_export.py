@@ -1,0 +1,211 @@
+"""Export the model's three parts to ONNX (opset 17, dynamic batch), with the model's
+preprocessing contract in each file's metadata, and check every export against PyTorch.
+
+    spatial.onnx   rgb (N, 3, H, W) float32 0..255          -> features (N, C, h, w) float32
+    temporal.onnx  flow (N, 2L, H, W) float32 0..255        -> features (N, C, h, w) float32
+    head.onnx      spatial_features, temporal_features
+                   (N, T, C, h, w) float32 each             -> logits (N, K) float32
+
+An fp16 graph (for TensorRT, whose strongly typed networks take their precision from the
+graph) keeps float32 inputs and outputs, so every backend keeps the same call signature.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from twostream.contract import ModelContract
+from twostream.errors import ContractMismatch, EngineError
+from twostream.model import TwoStreamNet
+
+OPSET = 17
+META_CONTRACT = "twostream.contract"
+META_PART = "twostream.part"
+META_PRECISION = "twostream.precision"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One exported part: its name (also its file stem) and its tensor names."""
+
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+
+
+SPATIAL = PartSpec("spatial", ("rgb",), "features")
+TEMPORAL = PartSpec("temporal", ("flow",), "features")
+HEAD = PartSpec("head", ("spatial_features", "temporal_features"), "logits")
+PARTS = (SPATIAL, TEMPORAL, HEAD)
+
+
+@dataclass(frozen=True)
+class PartFiles:
+    """The three files of one exported model (ONNX, OpenVINO IR .xml or TensorRT plans)."""
+
+    spatial: Path
+    temporal: Path
+    head: Path
+
+    def of(self, part: PartSpec) -> Path:
+        return getattr(self, part.name)
+
+    def as_tuple(self) -> tuple[Path, Path, Path]:
+        return (self.spatial, self.temporal, self.head)
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What an exported file says about itself (its metadata_props)."""
+
+    contract: ModelContract
+    part: str
+    precision: str
+
+
+class _Part(nn.Module):
+    """Wrap one bound method of the net as a module, so the tracer sees one graph per part."""
+
+    def __init__(self, net: TwoStreamNet, part: PartSpec):
+        super().__init__()
+        self.net = net
+        self.part = part.name
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.part == SPATIAL.name:
+            return self.net.spatial(*inputs)
+        if self.part == TEMPORAL.name:
+            return self.net.temporal(*inputs)
+        return self.net.head(*inputs)
+
+
+def sample_inputs(model: TwoStreamNet, part: PartSpec, batch: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Plausible float32 inputs for ``part``: rgb uniform 0..255 (N, 3, H, W); flow around 128
+    (N, 2L, H, W), as quantised small motions are; head inputs are the towers' own features of
+    such inputs, (N, T, C, h, w) each, so the head is checked on features in their real range."""
+    contract = model.contract
+    rng = np.random.default_rng(seed)
+    height, width = contract.input_size
+
+    def rgb(n: int) -> np.ndarray:
+        return rng.uniform(0, 255, (n, 3, height, width)).astype(np.float32)
+
+    def flow(n: int) -> np.ndarray:
+        noise = rng.normal(128, 12, (n, contract.flow_channels, height, width))
+        return np.clip(np.rint(noise), 0, 255).astype(np.float32)
+
+    if part == SPATIAL:
+        return (rgb(batch),)
+    if part == TEMPORAL:
+        return (flow(batch),)
+    frames = batch * contract.num_segments
+    with torch.inference_mode():
+        s = model.spatial(torch.from_numpy(rgb(frames))).numpy()
+        t = model.temporal(torch.from_numpy(flow(frames))).numpy()
+    shape = (batch, contract.num_segments, *s.shape[1:])
+    return s.reshape(shape), t.reshape(shape)
+
+
+def export_part(model: TwoStreamNet, part: PartSpec, path: Path) -> Path:
+    """Trace one part to ``path`` (opset 17, batch axis dynamic) and tag it with the contract."""
+    example = tuple(torch.from_numpy(a) for a in sample_inputs(model, part, batch=2, seed=0))
+    dynamic = {name: {0: "batch"} for name in (*part.inputs, part.output)}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # The TorchScript exporter warns that it is deprecated; dynamo=False is still the only
+        # way to get a single-file opset-17 graph here (design notes §6).
+        warnings.simplefilter("ignore")
+        # The wrapper is put in eval mode itself: the exporter restores the wrapper's own mode
+        # afterwards, recursively, which would otherwise leave the net in training mode.
+        torch.onnx.export(_Part(model, part).eval(), example, str(path), dynamo=False, opset_version=OPSET,
+                          input_names=list(part.inputs), output_names=[part.output], dynamic_axes=dynamic,
+                          do_constant_folding=True)
+    tag(path, model.contract, part.name, "fp32")
+    return path
+
+
+def export_parts(model: TwoStreamNet, out_dir: Path) -> PartFiles:
+    """All three parts as ``out_dir/{spatial,temporal,head}.onnx`` (fp32)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return PartFiles(*(export_part(model, part, out_dir / f"{part.name}.onnx") for part in PARTS))
+
+
+def tag(path: Path, contract: ModelContract, part: str, precision: str) -> None:
+    """Write the contract, the part name and the precision into the file's metadata_props."""
+    proto = onnx.load(str(path))
+    values = {META_CONTRACT: contract.to_json(), META_PART: part, META_PRECISION: precision}
+    kept = [p for p in proto.metadata_props if p.key not in values]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "twostream"
+    onnx.save(proto, str(path))
+
+
+def read_info(path: Path) -> OnnxInfo:
+    """The contract, part and precision an exported file carries; ContractMismatch if absent."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise EngineError(f"{path}: not a readable ONNX file: {exc}") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_CONTRACT not in props:
+        raise ContractMismatch(f"{path}: no model contract in its ONNX metadata (not exported by this code?)")
+    return OnnxInfo(ModelContract.from_json(props[META_CONTRACT]), props.get(META_PART, "?"),
+                    props.get(META_PRECISION, "?"))
+
+
+def to_fp16(src: Path, dst: Path) -> Path:
+    """An fp16 copy of an fp32 graph: weights and arithmetic in fp16, inputs and outputs still
+    float32 (Cast nodes at the edges), so callers are unchanged. Metadata is carried over."""
+    from onnxconverter_common import float16
+
+    info = read_info(src)
+    with warnings.catch_warnings():
+        # It warns for every weight below fp16's smallest normal value that it rounds; those
+        # are far below what changes an output, and parity measures the outcome anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        proto = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(proto, str(dst))
+    tag(dst, info.contract, info.part, "fp16")
+    return dst
+
+
+def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
+    """max |actual - reference| / max |reference|, per sample (axis 0), worst sample.
+    Scaled per sample rather than per element: logits and features near zero would make
+    an element-wise ratio meaningless."""
+    n = reference.shape[0]
+    diff = np.abs(actual.astype(np.float64) - reference).reshape(n, -1).max(axis=1)
+    scale = np.maximum(np.abs(reference.astype(np.float64)).reshape(n, -1).max(axis=1), 1e-6)
+    return float((diff / scale).max())
+
+
+def check_export(model: TwoStreamNet, files: PartFiles, tolerance: float, batch: int = 3) -> dict[str, float]:
+    """Run each file in ONNX Runtime (CPU) on sample inputs at a batch size other than the
+    export's, and compare with PyTorch fp32. Returns the relative error per part; raises
+    EngineError naming the part when one exceeds ``tolerance``."""
+    import onnxruntime as ort
+
+    errors = {}
+    for part in PARTS:
+        inputs = sample_inputs(model, part, batch=batch, seed=1)
+        with torch.inference_mode():
+            reference = _Part(model, part).eval()(*(torch.from_numpy(a) for a in inputs)).numpy()
+        session = ort.InferenceSession(str(files.of(part)), providers=["CPUExecutionProvider"])
+        actual = session.run(None, dict(zip(part.inputs, inputs)))[0]
+        if actual.shape != reference.shape:
+            raise EngineError(f"exported {part.name}: output shape {actual.shape}, PyTorch gives {reference.shape}")
+        errors[part.name] = relative_error(actual, reference)
+        if not errors[part.name] <= tolerance:
+            raise EngineError(f"exported {part.name} differs from PyTorch: relative error "
+                              f"{errors[part.name]:.2e} > {tolerance:.0e}")
+    return errors
