@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Build an inference engine from a checkpoint, then check it against PyTorch fp32.
+
+    python build_engine.py --model models/demo.pt --backend openvino --precision int8
+    python build_engine.py --model models/demo.pt --backend onnxruntime --precision fp32 --out engines/ort32
+    python build_engine.py --model my.pt --backend tensorrt --precision fp16 --heldout clips/
+
+Exports the three parts to ONNX (checked against PyTorch), quantises them when --precision int8
+(calibrated on --calib: video files, folders or 'demo', read through the runtime's own source,
+flow and stack code), builds them for the backend, and writes DIR/engine.json with the
+contract, precision, tool versions (and for TensorRT the GPU and version). Then it scores
+held-out windows with the engine and with PyTorch fp32 and prints the parity report as JSON.
+
+The engine is built in a temporary folder next to --out and moved into place only when
+everything, parity included, succeeded: a failure leaves nothing behind. Errors (and parity
+below its thresholds) are one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from twostream.errors import DataError, EngineError, RecognizerError
+
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="checkpoint (.pt) written by train.py")
+    parser.add_argument("--backend", required=True, choices=("tensorrt", "openvino", "onnxruntime"))
+    parser.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8"))
+    parser.add_argument("--calib", action="append", default=[], metavar="SRC",
+                        help="int8 calibration source: a video file, a folder (images, or videos searched "
+                             "recursively) or 'demo'; repeat for several (default for gesture models: demo)")
+    parser.add_argument("--out", type=Path, help="engine directory (default: next to the model, "
+                                                 "<model>.<backend>-<precision>)")
+    parser.add_argument("--calib-frames", type=int, default=240, help="frames read per calibration source")
+    parser.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    parser.add_argument("--quantize-head", choices=("auto", "yes", "no"), default="auto",
+                        help="int8: quantise the fusion head too (auto: only if that costs <= 0.5%% "
+                             "top-1 agreement on the calibration windows)")
+    parser.add_argument("--heldout", metavar="SRC",
+                        help="parity windows from this source (unlabelled: agreement only); default for "
+                             "gesture models: generated held-out clips (seed 1000)")
+    parser.add_argument("--heldout-clips-per-class", type=int, default=10)
+    parser.add_argument("--per-clip", type=int, default=5, help="parity windows per held-out clip")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def _heldout(args, contract):
+    from calibration.dataset import CalibrationSettings, build_calibration_set
+    from engines.parity import WindowSet, can_generate, generated_windows
+
+    if args.heldout:
+        # Read like calibration data, but every window counts (no sub-sampling).
+        cal = build_calibration_set([args.heldout], contract,
+                                    CalibrationSettings(frames_per_source=10_000, head_windows=10**9, demo_seed=1000))
+        return WindowSet(cal.clips, cal.windows, False, f"{args.heldout} (unlabelled)")
+    if not can_generate(contract):
+        raise DataError("this model's classes are not the generated gestures: give --heldout SRC "
+                              "(video files or a folder) for the parity windows")
+    return generated_windows(contract, args.heldout_clips_per_class, args.per_clip)
+
+
+def build(args: argparse.Namespace, log) -> dict:
+    from calibration.dataset import CalibrationSettings
+    from calibration.quantize import QuantSettings
+    from engines.auto import construct
+    from engines.builder import BuildSettings, build_parts, check_available
+    from engines.enginedir import staged_output, write_info
+    from engines.parity import can_generate, parity_report, part_costs, score
+    from engines.torch_backend import TorchBackend
+    from twostream.checkpoint import load_model
+
+    model, _ = load_model(args.model)
+    check_available(args.backend)  # before any work: a missing runtime is one line, at once
+    calib = tuple(args.calib)
+    if args.precision == "int8" and not calib:
+        if not can_generate(model.contract):
+            raise DataError("int8 needs calibration data: give --calib SRC (video files, a folder)")
+        calib = ("demo",)
+    settings = BuildSettings(
+        backend=args.backend, precision=args.precision, calib=calib,
+        calibration=CalibrationSettings(frames_per_source=args.calib_frames),
+        # 7-bit weights avoid int16 saturation on CPUs without VNNI; GPUs have no such issue.
+        quant=QuantSettings(method=args.calib_method, reduce_range=args.backend != "tensorrt"),
+        quantize_head=args.quantize_head)
+    out = args.out or args.model.with_name(f"{args.model.stem}.{args.backend}-{args.precision}")
+    with staged_output(out) as staging:
+        built = build_parts(model, staging, settings, log)
+        log("parity: held-out windows vs PyTorch fp32")
+        windows = _heldout(args, model.contract)
+        reference = TorchBackend(model, threads=None)
+        with construct(args.backend, built.info, built.info.files(staging)) as engine:
+            reference_scored = score(reference, windows)
+            engine_scored = score(engine, windows)
+            costs = ()
+            if args.precision == "int8":
+                costs = part_costs(engine, reference, windows, reference_scored, engine_scored)
+            report = parity_report(engine, reference, windows, args.precision, reference_scored=reference_scored,
+                                   candidate_scored=engine_scored, part_costs=costs)
+        result = {**report.to_dict(), "engine": str(out), "parts": {
+            "spatial": built.info.spatial.precision, "temporal": built.info.temporal.precision,
+            "head": built.info.head.precision}}
+        if built.head_decision:
+            result["head_decision"] = built.head_decision
+        print(json.dumps(result, indent=2), flush=True)
+        if not report.passed:
+            raise EngineError(f"parity below thresholds ({'; '.join(report.failures)}); engine not written")
+        write_info(staging, replace(built.info, parity=report.to_dict()))
+    log(f"wrote {out}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # the clip generator's progress bars
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"build: {message}", file=sys.stderr, flush=True)
+
+    try:
+        build(args, log)
+    except RecognizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
