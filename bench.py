@@ -3,6 +3,7 @@
 
     python bench.py                      # 200-frame 320x240 generated clip, hop 1
     python bench.py --frames 600 --naive-frames 150
+    python bench.py --backend openvino --precision int8 --model models/demo.openvino-int8
 
 Both run in this process on the same generated clip, written to a video file so decoding
 is measured too. ``fps`` is end to end: frames read from the file divided by the wall time
@@ -51,8 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH", help="clip size (default 320x240)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated clip")
     parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: models/demo.pt, or random weights if it is absent: "
-                             "speed does not depend on the weights)")
+                        help="model file or engine directory from build_engine.py (default: models/demo.pt, "
+                             "or random weights if it is absent: speed does not depend on the weights)")
+    parser.add_argument("--backend", default="torch",
+                        choices=("auto", "tensorrt", "openvino", "onnxruntime", "torch"),
+                        help="inference backend (default torch; auto: TensorRT, else OpenVINO, else ONNX "
+                             "Runtime, else PyTorch)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+                        help="auto: an engine directory's own, fp32 for a model file; int8 needs an "
+                             "engine directory built by build_engine.py")
     parser.add_argument("--live-frames", type=int, default=75,
                         help="frames of the clip also played at 25 fps, as live, for latency (0: skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
@@ -77,13 +85,28 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Non
         writer.release()
 
 
-def load_backend(model: Path | None, threads: int):
-    """(backend, description) for the model file, or a random-weight model of the same shape."""
+def load_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto"):
+    """(backend, description) for the model file or engine directory, or a random-weight
+    model of the same shape."""
     from engines.torch_backend import TorchBackend
     from twostream.contract import GESTURE_CLASSES, ModelContract
     from twostream.model import TwoStreamNet
 
     path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+    if backend != "torch" or precision not in ("auto", "fp32") or (path is not None and path.is_dir()):
+        from engines.select import open_backend
+
+        if path is None:  # a random-weight checkpoint, exported on the fly like any other
+            from twostream.checkpoint import save_checkpoint
+
+            path = Path(tempfile.mkdtemp(prefix="bench-model-")) / "random.pt"
+            import torch
+
+            torch.manual_seed(0)
+            save_checkpoint(path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
+        opened = open_backend(backend, path, threads=threads, precision=precision,
+                              log=lambda message: print(message, file=sys.stderr))
+        return opened, str(path)
     if path is not None:
         return TorchBackend.from_checkpoint(path, threads=threads), str(path)
     import torch
@@ -91,6 +114,11 @@ def load_backend(model: Path | None, threads: int):
     torch.manual_seed(0)
     net = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES))
     return TorchBackend(net, threads=threads), "random weights (models/demo.pt absent)"
+
+
+def _precision_of(backend) -> str:
+    """The precision a loaded backend runs in, for the report."""
+    return getattr(backend, "precision", None) or "fp32"
 
 
 def percentiles(values) -> dict:
@@ -166,7 +194,7 @@ def pick_naive_threads(backend, clip: Path) -> int:
 def bench(args: argparse.Namespace) -> dict:
     import torch
 
-    backend, model_name = load_backend(args.model, args.threads)
+    backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         clip = Path(tmp) / "clip.mp4"
         write_clip(clip, args.frames, args.size, args.seed)
@@ -203,7 +231,7 @@ def bench(args: argparse.Namespace) -> dict:
         "max_abs_logit_diff_vs_naive": round(max(diffs), 7) if diffs else None,
         "clip": f"{args.size[0]}x{args.size[1]} generated, mp4v",
         "hop": 1,
-        "backend": "torch fp32",
+        "backend": f"{backend.name} {_precision_of(backend)}",
         "model": model_name,
         "flow_method": backend.contract.flow_method,
         "input_size": list(backend.input_size),

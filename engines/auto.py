@@ -108,7 +108,7 @@ def construct(backend: str, info: EngineInfo, files, *, threads: int | None = No
     if backend == "tensorrt":
         from engines.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(info.contract, files, input_size=input_size)
+        return TensorRTBackend(info.contract, files, precision=info.precision, input_size=input_size)
     if backend == "openvino":
         from engines.openvino_backend import OpenVinoBackend, OpenVinoSettings
 
@@ -118,7 +118,8 @@ def construct(backend: str, info: EngineInfo, files, *, threads: int | None = No
         from engines.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSettings
 
         settings = OnnxRuntimeSettings() if threads is None else OnnxRuntimeSettings(threads=threads)
-        return OnnxRuntimeBackend(info.contract, files, settings=settings, input_size=input_size)
+        return OnnxRuntimeBackend(info.contract, files, precision=info.precision, settings=settings,
+                                  input_size=input_size)
     raise EngineError(f"backend {backend!r} does not run built engines")
 
 

@@ -49,11 +49,11 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, contract: ModelContract, files: PartFiles, *,
+    def __init__(self, contract: ModelContract, files: PartFiles, *, precision: str = "fp32",
                  settings: OnnxRuntimeSettings = OnnxRuntimeSettings(),
                  input_size: tuple[int, int] | None = None):
         super().__init__(contract, input_size)
-        self.files = files
+        self.files, self.precision = files, precision  # the graphs' own precision; for reports
         self._sessions = tuple(_session(files.of(part), settings) for part in (SPATIAL, TEMPORAL, HEAD))
 
     def _run(self, index: int, part: PartSpec, *inputs: np.ndarray) -> np.ndarray:

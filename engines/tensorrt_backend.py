@@ -159,9 +159,10 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, contract: ModelContract, files: PartFiles, *, device: int = 0,
+    def __init__(self, contract: ModelContract, files: PartFiles, *, precision: str = "fp32", device: int = 0,
                  input_size: tuple[int, int] | None = None):
         super().__init__(contract, input_size)
+        self.precision = precision  # the graphs' own precision (strongly typed); for reports
         import torch
 
         trt = import_tensorrt()
