@@ -1,6 +1,12 @@
 #!/usr/bin/env python
 """Real-time two-stream action recognizer.
 
+Without --no-ui it serves a live page (Gradio) on http://127.0.0.1:7860, each browser tab
+scoring its own pipeline (default source: the demo stream):
+
+    python app.py                                        # the page, on the demo stream
+    python app.py --source 0 --port 8000 --auth me:secret --allow-dir ~/videos
+
 Headless, it prints one JSON line per prediction on stdout and a summary of the stats on
 stderr at the end:
 
@@ -34,7 +40,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from twostream.contract import FLOW_METHODS  # noqa: E402
-from twostream.errors import RecognizerError  # noqa: E402
+from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
 EXIT_ERROR = 2
@@ -56,6 +62,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _user_pass(text: str) -> tuple[str, str]:
+    """'user:pass' -> ('user', 'pass')."""
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASS")
+    return user, password
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of an image folder (default 25)")
     parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demo stream")
     parser.add_argument("--demo-size", type=_size, default=(640, 480), metavar="WxH", help="demo frame size")
+    ui = parser.add_argument_group("page (without --no-ui)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=_positive, default=7860, help="port of the page (default 7860)")
+    ui.add_argument("--share", action="store_true", help="also make a public Gradio share link (off by default)")
+    ui.add_argument("--auth", type=_user_pass, default=None, metavar="USER:PASS", help="require this login for the page")
+    ui.add_argument("--allow-dir", type=Path, action="append", default=[], metavar="DIR",
+                    help="let the page open files under DIR by path (repeatable; default: uploads only)")
     return parser
 
 
@@ -128,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from realtime.sources import SourceSettings, open_source
 
     if not args.no_ui:
-        print("note: the UI is not part of this build yet; running headless", file=sys.stderr)
+        return run_ui(args)
     input_size = (args.input_size, args.input_size) if args.input_size else None
     source = open_source(args.source, SourceSettings(
         open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, folder_fps=args.fps,
@@ -177,6 +198,48 @@ def run(args: argparse.Namespace) -> int:
                    threads_not_joined=list(unjoined))
     print("summary: " + json.dumps(summary), file=sys.stderr)
     return 0 if not unjoined else EXIT_ERROR
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    """Serve the live page until Ctrl-C/SIGTERM. The model loads once here, to fail fast with
+    one error line; each browser session then loads its own backend (ui.session says why)."""
+    from engines.select import open_backend
+    from realtime.capture import CaptureSettings
+    from realtime.flowstage import FlowSettings
+    from realtime.pipeline import PipelineSettings
+    from realtime.scorer import ScorerSettings
+    from realtime.sources import SourceSettings
+    from ui.overlay import OverlaySettings
+    from ui.page import LivePage, PageSettings
+    from ui.session import SessionSettings
+
+    input_size = (args.input_size, args.input_size) if args.input_size else None
+    for folder in args.allow_dir:
+        if not folder.is_dir():
+            raise SourceError(f"--allow-dir {folder}: no such directory")
+
+    def load():
+        return open_backend(args.backend, args.model, threads=args.threads, input_size=input_size)
+
+    load().close()
+    session = SessionSettings(
+        pipeline=PipelineSettings(
+            capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
+            flow=FlowSettings(method=args.flow, input_size=input_size,
+                              allow_contract_mismatch=args.allow_contract_mismatch),
+            scorer=ScorerSettings(hop=args.hop, topk=args.topk)),
+        source=SourceSettings(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
+                              folder_fps=args.fps, demo_seed=args.demo_seed, demo_size=args.demo_size),
+        overlay=OverlaySettings(topk=args.topk))
+    page = LivePage(PageSettings(
+        model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
+        auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
+        backend=args.backend, precision="fp32", session=session), load)
+    try:
+        page.serve(lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,232 @@
+"""The live page end to end, in a real browser: `python app.py --source demo --port N` as a
+subprocess, driven by Playwright with Debian's chromium.
+
+Frames are counted in the browser: a requestAnimationFrame loop draws the MJPEG <img> into a
+small canvas and counts changes of a pixel hash (every demo frame differs: sensor noise and the
+frame number on the overlay), so a frame the server sent twice or the browser never painted does
+not count. Screenshots go to artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.ui.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.is_file():
+    pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = ROOT / "artifacts" / "ui"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+COUNT_FRAMES_JS = """() => {
+  const img = document.getElementById('live-img');
+  const canvas = document.createElement('canvas');
+  canvas.width = 160; canvas.height = 120;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  window.__frames = 0;
+  let last = null;
+  const tick = () => {
+    if (img.complete && img.naturalWidth > 0) {
+      ctx.drawImage(img, 0, 0, 160, 120);
+      const d = ctx.getImageData(0, 0, 160, 120).data;
+      let h = 0;
+      for (let i = 0; i < d.length; i += 3) h = (h * 31 + d[i]) | 0;
+      if (h !== last) { last = h; window.__frames += 1; }
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """app.py serving the page; its output is kept for failure messages."""
+
+    def __init__(self, model: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}/"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--source", "demo", "--port", str(port), "--model", str(model)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def counts(self) -> dict:
+        with urllib.request.urlopen(self.url + "debug/sessions", timeout=5) as reply:
+            return json.loads(reply.read())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "server exited:\n" + "".join(self.lines)
+            if any(line.startswith("serving on http://127.0.0.1:") for line in self.lines):
+                return
+            time.sleep(0.2)
+        raise AssertionError("server not ready:\n" + "".join(self.lines))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(ui_model_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    srv = Server(ui_model_path, _free_port())
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+    assert srv.proc.returncode == 0, "server did not stop cleanly:\n" + "".join(srv.lines)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, server):
+    """A new tab (its own context, so its own Gradio session) with the live view running."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#live-img", timeout=60_000)
+    page.wait_for_selector("#status-line[data-state='running']", timeout=60_000)
+    return context, page
+
+
+def _status(page) -> tuple[str, str]:
+    line = page.locator("#status-line")
+    return line.get_attribute("data-state"), line.inner_text()
+
+
+def test_live_view_fps_stats_and_plots(browser, server):
+    context, page = _open(browser, server)
+    try:
+        page.wait_for_function("() => document.querySelector('#probs-plot polyline') !== null", timeout=60_000)
+        page.evaluate(COUNT_FRAMES_JS)
+        time.sleep(1.0)  # past the first frames' warm-up
+        stats_before = page.locator("#stats").inner_text()
+        plot_before = page.locator("#probs-plot").inner_html()
+        start = page.evaluate("() => window.__frames")
+        time.sleep(5.0)
+        frames = page.evaluate("() => window.__frames") - start
+        fps = frames / 5.0
+        print(f"browser received {frames} distinct annotated frames in 5 s: {fps:.1f} fps")
+        (ARTIFACTS / "fps.txt").write_text(f"{fps:.2f}\n")
+        assert fps >= 20.0, f"only {fps:.1f} distinct frames/s reached the browser"
+        assert page.evaluate("() => document.getElementById('live-img').naturalWidth") == 640
+        stats_after = page.locator("#stats").inner_text()
+        assert stats_after != stats_before, "stats panel did not update"
+        for needle in ("decode", "flow", "spatial tower", "temporal tower", "fusion head", "end to end",
+                       "input fps", "scored fps", "dropped frames", "backend"):
+            assert needle in stats_after
+        assert page.locator("#probs-plot").inner_html() != plot_before, "probability plot did not update"
+        assert page.locator("#latency-plot rect").count() > 1, "latency histogram has no bars"
+        page.screenshot(path=str(ARTIFACTS / "live_demo.png"))
+        page.locator("#live-img").screenshot(path=str(ARTIFACTS / "live_view.png"))
+    finally:
+        context.close()
+
+
+def test_uploaded_clip_gets_predictions(browser, server, gesture_clip):
+    context, page = _open(browser, server)
+    try:
+        page.locator("#upload input[type=file]").set_input_files(str(gesture_clip))
+        page.wait_for_function(
+            "() => /finished: video file .* ended after [1-9]/.test("
+            "document.querySelector('#status-line')?.innerText || '')", timeout=90_000)
+        state, text = _status(page)
+        assert state == "ended", text
+        predictions = int(re.search(r"ended after (\d+) predictions", text).group(1))
+        assert predictions > 0
+        page.screenshot(path=str(ARTIFACTS / "uploaded_clip.png"))
+    finally:
+        context.close()
+
+
+def test_bad_inputs_show_errors_and_server_lives(browser, server):
+    context, page = _open(browser, server)
+    try:
+        cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing", "stream 'http://127.0.0.1:9/nothing'"),
+                 ("server path (--allow-dir)", "/etc/passwd", "refused '/etc/passwd'"),
+                 ("RTSP/HTTP URL", "file:///etc/passwd", "not a stream URL"))
+        for kind, text, expected in cases:
+            page.get_by_label(kind).check()
+            page.locator("#source-text textarea, #source-text input").first.fill(text)
+            page.locator("#switch-source").click()
+            page.wait_for_function(
+                "(want) => (document.querySelector('#status-line')?.innerText || '').includes(want)",
+                arg=expected, timeout=60_000)
+            state, line = _status(page)
+            assert state == "error", line
+        page.screenshot(path=str(ARTIFACTS / "bad_url.png"))
+        assert server.alive()
+        assert server.counts()["sessions"] >= 1
+        # The page still works after the errors: back to the demo.
+        page.get_by_label("demo").check()
+        page.locator("#switch-source").click()
+        page.wait_for_selector("#status-line[data-state='running']", timeout=60_000)
+    finally:
+        context.close()
+
+
+def test_closed_tabs_free_their_pipelines_and_threads(browser, server):
+    _wait_until(lambda: server.counts()["sessions"] == 0, 30, "earlier tabs' sessions to close")
+    baseline = server.counts()
+    tabs = [_open(browser, server) for _ in range(3)]
+    opened = server.counts()
+    assert opened["sessions"] == baseline["sessions"] + 3
+    assert opened["pipelines"] == baseline["pipelines"] + 3
+    for context, _ in tabs:
+        context.close()
+    # Idle request-pool threads of the web server linger a few seconds after use, hence polling.
+    after = _wait_until(lambda: (c := server.counts())["pipelines"] == baseline["pipelines"]
+                        and c["sessions"] == baseline["sessions"] and c["threads"] <= baseline["threads"] and c,
+                        45, f"pipelines and threads back to baseline {baseline} (now {server.counts()})")
+    assert after["unjoined_threads"] == 0
+    assert server.alive()
+

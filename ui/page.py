@@ -1,0 +1,232 @@
+"""The Gradio page: live annotated video, status line, stats panel, plots and source controls.
+
+Live video travels as MJPEG (``multipart/x-mixed-replace``) from a route on the FastAPI app
+Gradio runs, shown by an ``<img>`` in a gr.HTML: one JPEG per new frame, pushed as soon as it
+exists, no per-frame Gradio event. Stats and plots refresh on a gr.Timer, once a second.
+
+Sessions: each browser session (Gradio's session hash) gets its own LiveSession, made on page
+load and closed on unload (tab closed or reloaded), so a closed tab frees its pipeline and
+threads. ``/debug/sessions`` reports the live counts as JSON (tests use it).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from engines.base import Backend
+from realtime.sources import open_source
+from ui.panel import model_summary, stats_html
+from ui.plots import latency_histogram_svg, probability_svg
+from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionSettings, SessionStatus
+from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, PathPolicy, source_from_controls
+
+BOUNDARY = "frame"
+CSS = "#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
+
+
+@dataclass(frozen=True)
+class PageSettings:
+    """How the page is served. ``default_source`` is what a new session starts on (the
+    --source spec, trusted: the operator typed it); ``allow_dirs`` the --allow-dir paths."""
+
+    model_path: Path
+    default_source: str = "demo"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    allow_dirs: tuple[Path, ...] = ()
+    backend: str = "auto"  # as requested on the command line; the panel shows what each session got
+    precision: str = "fp32"
+    refresh_s: float = 1.0
+    webcam_every_s: float = 0.04  # 25 frames/s from the browser, the demo model's training rate
+    session: SessionSettings = field(default_factory=SessionSettings)
+
+
+def _status_markdown(status: SessionStatus) -> str:
+    """One status line; ``data-state`` lets a test (or a user style) read the state."""
+    color = {"error": "#c62828", "running": "#2e7d32", "ended": "#555", "idle": "#555"}[status.state]
+    prefix = "<b>error:</b> " if status.state == "error" else ""
+    return (f"<span id='status-line' data-state='{status.state}' style='color:{color}'>{prefix}"
+            f"{html.escape(status.message)}</span>")
+
+
+class LivePage:
+    """Owns every browser session's LiveSession; builds the Blocks and the extra routes."""
+
+    def __init__(self, settings: PageSettings, open_backend: Callable[[], Backend]):
+        self.settings = settings
+        self._open_backend = open_backend
+        self._lock = threading.Lock()
+        self._sessions: dict[str, LiveSession] = {}  # by Gradio session hash
+        self.summary = model_summary(settings.model_path)
+        self.policy = PathPolicy(upload_dirs=(Path(get_upload_folder()),), allow_dirs=settings.allow_dirs)
+
+    # ---- sessions --------------------------------------------------------------------------
+    def _session(self, request: gr.Request) -> LiveSession | None:
+        with self._lock:
+            return self._sessions.get(request.session_hash)
+
+    def _by_token(self, token: str) -> LiveSession | None:
+        with self._lock:
+            return next((s for s in self._sessions.values() if s.token == token), None)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+    def counts(self) -> dict:
+        """Live sessions, sessions with pipeline threads alive, and all threads of the process."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return {"sessions": len(sessions), "pipelines": sum(s.running for s in sessions),
+                "threads": threading.active_count(),
+                "unjoined_threads": sum(len(s.unjoined_threads) for s in sessions)}
+
+    # ---- callbacks -------------------------------------------------------------------------
+    def _on_load(self, request: gr.Request):
+        session = LiveSession(self._open_backend, self.settings.session)
+        with self._lock:
+            old = self._sessions.pop(request.session_hash, None)
+            # Registered before it starts, so an unload racing this load still finds it.
+            self._sessions[request.session_hash] = session
+        if old is not None:
+            old.close()
+        try:
+            status = session.switch(open_source(self.settings.default_source, self.settings.session.source))
+        except EXPECTED_ERRORS as exc:
+            status = SessionStatus(ERROR, str(exc))
+        live = (f"<img id='live-img' src='live/{session.token}' width='640' height='480' "
+                f"alt='live annotated video'>")
+        return live, _status_markdown(status)
+
+    def _on_unload(self, request: gr.Request) -> None:
+        with self._lock:
+            session = self._sessions.pop(request.session_hash, None)
+        if session is not None:
+            session.close()
+
+    def _on_tick(self, request: gr.Request):
+        session = self._session(request)
+        if session is None:
+            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page")), "", "", ""
+        history = session.history()
+        snapshot = session.stats()
+        stats = stats_html(snapshot, f"{session.backend_name} (requested: {self.settings.backend})",
+                           self.settings.precision, self.summary)
+        probs = probability_svg(history, time.monotonic(), self.settings.session.plot_span_s)
+        hist = latency_histogram_svg([p.latency_ms for p in history])
+        return _status_markdown(session.status()), stats, probs, hist
+
+    def _on_switch(self, kind: str, text: str, upload: str | None, request: gr.Request) -> str:
+        session = self._session(request)
+        if session is None:
+            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page"))
+        if kind == WEBCAM:
+            return _status_markdown(SessionStatus(
+                "idle", "start the browser webcam below: its frames switch this session to it"))
+        try:
+            source = source_from_controls(kind, text, upload, self.policy, self.settings.session.source)
+        except EXPECTED_ERRORS as exc:
+            return _status_markdown(SessionStatus(ERROR, str(exc)))
+        return _status_markdown(session.switch(source))
+
+    def _on_upload(self, upload: str | None, request: gr.Request):
+        return UPLOAD, self._on_switch(UPLOAD, "", upload, request)
+
+    def _on_webcam(self, rgb, request: gr.Request) -> None:
+        session = self._session(request)
+        if session is None or rgb is None:
+            return
+        try:
+            session.push_webcam(rgb)
+        except EXPECTED_ERRORS:
+            pass  # a malformed frame: the status line shows the pipeline's own state
+
+    # ---- routes ----------------------------------------------------------------------------
+    def _mjpeg(self, session: LiveSession) -> Iterator[bytes]:
+        seq = 0
+        while not session.closed:
+            got = session.frame_jpeg(seq, timeout=1.0)
+            if got is None:
+                continue
+            seq, jpeg = got
+            yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                   + jpeg + b"\r\n")
+
+    def _live_route(self, request: Request) -> Response:
+        session = self._by_token(request.path_params["token"])
+        if session is None:
+            return PlainTextResponse("no such live view (session closed?)", status_code=404)
+        return StreamingResponse(self._mjpeg(session), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                 headers={"Cache-Control": "no-store"})
+
+    def _debug_route(self, request: Request) -> Response:
+        return JSONResponse(self.counts())
+
+    def routes(self) -> list[Route]:
+        return [Route("/live/{token}", self._live_route), Route("/debug/sessions", self._debug_route)]
+
+    # ---- layout ----------------------------------------------------------------------------
+    def blocks(self) -> gr.Blocks:
+        with gr.Blocks(title="Two-stream live recognizer", analytics_enabled=False) as demo:
+            gr.Markdown("## Two-stream action recognition, live")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    live = gr.HTML("<p>starting…</p>", elem_id="live-view")
+                    status = gr.HTML("starting…", elem_id="status")
+                    with gr.Accordion("Source", open=True):
+                        kind = gr.Radio(list(SOURCE_KINDS), value=DEMO, label="source", elem_id="source-kind")
+                        text = gr.Textbox(label="camera index, URL, or a path under --allow-dir",
+                                          elem_id="source-text")
+                        go = gr.Button("Switch source", elem_id="switch-source")
+                        upload = gr.File(label="upload a video (switches to it)", file_types=["video"],
+                                         type="filepath", elem_id="upload")
+                        webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                                          label="browser webcam (scored by this tab's own pipeline)",
+                                          elem_id="webcam")
+                with gr.Column(scale=2):
+                    stats = gr.HTML(elem_id="stats")
+                    probs = gr.HTML(elem_id="probs-plot")
+                    hist = gr.HTML(elem_id="latency-plot")
+            timer = gr.Timer(self.settings.refresh_s)
+            demo.load(self._on_load, None, [live, status], concurrency_limit=None)
+            timer.tick(self._on_tick, None, [status, stats, probs, hist], concurrency_limit=None,
+                       show_progress="hidden")
+            go.click(self._on_switch, [kind, text, upload], [status], concurrency_limit=None)
+            upload.upload(self._on_upload, [upload], [kind, status], concurrency_limit=None)
+            webcam.stream(self._on_webcam, [webcam], None, stream_every=self.settings.webcam_every_s,
+                          concurrency_limit=None, show_progress="hidden")
+            demo.unload(self._on_unload)
+        return demo
+
+    def serve(self, ready: Callable[[str], None] = print) -> None:
+        """Serve until KeyboardInterrupt (Ctrl-C, or SIGTERM mapped onto it), then close every
+        session (stop and join their threads)."""
+        demo = self.blocks()
+        s = self.settings
+        demo.queue(default_concurrency_limit=None)
+        try:
+            _, local_url, share_url = demo.launch(
+                server_name=s.host, server_port=s.port, share=s.share, auth=s.auth,
+                prevent_thread_lock=True, quiet=True, show_error=True, ssr_mode=False, css=CSS,
+                app_kwargs={"routes": self.routes()})
+            ready(f"serving on {local_url}" + (f" and {share_url}" if share_url else ""))
+            while True:
+                time.sleep(0.5)
+        finally:
+            self.close_all()
+            demo.close()
