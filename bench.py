@@ -96,17 +96,20 @@ def load_backend(model: Path | None, threads: int, backend: str = "torch", preci
     if backend != "torch" or precision not in ("auto", "fp32") or (path is not None and path.is_dir()):
         from engines.select import open_backend
 
-        if path is None:  # a random-weight checkpoint, exported on the fly like any other
-            from twostream.checkpoint import save_checkpoint
+        say = lambda message: print(message, file=sys.stderr)  # noqa: E731 - which backend auto picked
+        if path is not None:
+            return open_backend(backend, path, threads=threads, precision=precision, log=say), str(path)
+        import torch
 
-            path = Path(tempfile.mkdtemp(prefix="bench-model-")) / "random.pt"
-            import torch
+        from twostream.checkpoint import save_checkpoint
 
-            torch.manual_seed(0)
-            save_checkpoint(path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
-        opened = open_backend(backend, path, threads=threads, precision=precision,
-                              log=lambda message: print(message, file=sys.stderr))
-        return opened, str(path)
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+            # Backends read the file while they load, so it may go right after.
+            random_path = Path(tmp) / "random.pt"
+            save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
+            opened = open_backend(backend, random_path, threads=threads, precision=precision, log=say)
+        return opened, "random weights (models/demo.pt absent)"
     if path is not None:
         return TorchBackend.from_checkpoint(path, threads=threads), str(path)
     import torch
