@@ -32,7 +32,8 @@ from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionSettings, Ses
 from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, PathPolicy, source_from_controls
 
 BOUNDARY = "frame"
-CSS = "#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
+CSS = ("#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
+       " #stats td, #stats th {padding: 1px 8px !important; font-size: 12px}")
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,12 @@ class LivePage:
                         go = gr.Button("Switch source", elem_id="switch-source")
                         upload = gr.File(label="upload a video (switches to it)", file_types=["video"],
                                          type="filepath", elem_id="upload")
+                        # Ask for 640x480: browsers default to the camera's largest mode, and
+                        # every frame is JPEG-encoded in the browser and decoded here.
                         webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                                           label="browser webcam (scored by this tab's own pipeline)",
+                                          webcam_options=gr.WebcamOptions(mirror=False, constraints={
+                                              "video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}),
                                           elem_id="webcam")
                 with gr.Column(scale=2):
                     stats = gr.HTML(elem_id="stats")
