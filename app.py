@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=_positive, default=1,
                         help="torch threads per inference call (default 1: the stages run in parallel)")
     parser.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a URL to open")
-    parser.add_argument("--read-timeout", type=float, default=5.0, help="seconds without a frame before a live URL counts as lost")
+    parser.add_argument("--read-timeout", type=float, default=5.0,
+                        help="seconds without a frame before a live URL counts as lost")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of an image folder (default 25)")
     parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demo stream")
     parser.add_argument("--demo-size", type=_size, default=(640, 480), metavar="WxH", help="demo frame size")

@@ -1,14 +1,15 @@
 """The stage graph, wired in one place.
 
-    Source ─▶ CaptureStage ─Frame─▶ FlowStage ─FlowField─▶ TowerStage ─TowerFeatures─▶ HeadStage ─▶ Prediction
-               (thread)      │       (thread)   │             (thread)   │               (thread)        │
-              live: newest   │        writes ───┴─▶ FrameRing, FlowRing  │                               ▼
-              wins, files:   │                      reads ◀──────────────┤           latest slot, history, stats,
-              back-pressure  │                      writes ──▶ FeatureCache ◀── gathers    on_prediction callback
+    Source ─▶ CaptureStage ─Frame─▶ FlowStage ─FlowField─▶ TowerStage ─TowerFeatures─▶ HeadStage
+              live: newest wins       │ writes                 │ reads    │ writes        │ gathers
+              files: back-pressure    ▼                        │          ▼               ▼
+                                 FrameRing, FlowRing ◀─────────┘      FeatureCache ──▶ Prediction ─▶ latest
+                                                                                   slot, history, stats,
+                                                                                   on_prediction callback
 
-Four threads, because on a 2-core CPU the work splits into two roughly equal halves
-(decode + flow + spatial tower | temporal tower + head) only if the stages run in parallel;
-torch runs single-threaded inside each (see engines.torch_backend). Channels between stages are
+One thread per stage: on a 2-core CPU the per-frame work (decode, flow, two towers, head)
+keeps both cores busy only if the stages run in parallel, so torch runs single-threaded
+inside each call (see engines.torch_backend). Channels between stages are
 bounded; the rings are sized so a writer can never lap its reader (realtime.rings).
 
 Use as a context manager (start on enter, stop and join on exit) or call start/wait/stop.

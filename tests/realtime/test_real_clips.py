@@ -36,8 +36,9 @@ def _frame_count(path: Path) -> int:
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda p: p.name)
 def test_real_clip_runs_headless_to_its_end(clip, model_path):
     frames = _frame_count(clip)
-    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--no-ui", "--source", str(clip),
-                           "--model", str(model_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--no-ui", "--backend", "torch",
+                           "--source", str(clip), "--model", str(model_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["frame"] for r in lines] == list(range(22, frames))

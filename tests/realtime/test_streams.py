@@ -112,7 +112,8 @@ def test_app_reads_and_scores_a_real_rtsp_stream(model_path, rtsp_url):
     env = dict(os.environ)
     env.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)  # the source sets rtsp_transport;tcp itself
     done = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--source", rtsp_url, "--no-ui", "--model", str(model_path),
+        [sys.executable, str(ROOT / "app.py"), "--source", rtsp_url, "--no-ui", "--backend", "torch",
+         "--model", str(model_path),
          "--max-frames", "50"],
         capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
