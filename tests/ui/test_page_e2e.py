@@ -198,7 +198,9 @@ def test_uploaded_clip_gets_predictions(browser, server, gesture_clip):
         context.close()
 
 
-def test_bad_inputs_show_errors_and_server_lives(browser, server):
+def test_bad_inputs_show_errors_and_server_lives(browser, server, tmp_path):
+    garbage_clip = tmp_path / "broken.mp4"
+    garbage_clip.write_bytes(bytes(range(256)) * 200)
     context, page = _open(browser, server)
     try:
         cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing", "stream 'http://127.0.0.1:9/nothing'"),
@@ -214,6 +216,11 @@ def test_bad_inputs_show_errors_and_server_lives(browser, server):
             state, line = _status(page)
             assert state == "error", line
         page.screenshot(path=str(ARTIFACTS / "bad_url.png"))
+        page.locator("#upload input[type=file]").set_input_files(str(garbage_clip))
+        page.wait_for_function(
+            "() => (document.querySelector('#status-line')?.innerText || '').includes('cannot open video file')",
+            timeout=60_000)
+        assert _status(page)[0] == "error"
         assert server.alive()
         assert server.counts()["sessions"] >= 1
         # The page still works after the errors: back to the demo.

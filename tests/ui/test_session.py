@@ -62,6 +62,26 @@ def test_bad_sources_become_an_error_status(session, tmp_path):
     assert ok.state in (RUNNING, ENDED), ok.message  # the session recovers after an error
 
 
+class _VanishingCamera(ArraySource):
+    """A live source that delivers a few frames, then disconnects, as an unplugged camera."""
+
+    def __init__(self):
+        super().__init__([np.zeros((120, 160, 3), np.uint8)] * 5, fps=25.0, live=True, name="camera 7")
+
+    def read(self):
+        got = super().read()
+        if got is None:
+            raise SourceDisconnected("camera 7 stopped delivering frames")
+        return got
+
+
+def test_a_source_that_fails_while_running_becomes_an_error_status(session):
+    assert session.switch(_VanishingCamera()).state in (RUNNING, ERROR)
+    assert _wait(lambda: session.status().state == ERROR)
+    assert "camera 7 stopped delivering frames" in session.status().message
+    assert not session.running
+
+
 def test_webcam_pushes_switch_to_a_webcam_pipeline_and_close_unblocks_it(session):
     rng = np.random.default_rng(0)
     session.push_webcam(rng.integers(0, 255, (240, 320, 3), np.uint8))
