@@ -11,13 +11,15 @@ threads. ``/debug/sessions`` reports the live counts as JSON (tests use it).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import AsyncIterator, Callable
 
+import anyio
 import gradio as gr
 from gradio.utils import get_upload_folder
 from starlette.requests import Request
@@ -158,10 +160,16 @@ class LivePage:
             pass  # a malformed frame: the status line shows the pipeline's own state
 
     # ---- routes ----------------------------------------------------------------------------
-    def _mjpeg(self, session: LiveSession) -> Iterator[bytes]:
-        seq = 0
+    async def _mjpeg(self, session: LiveSession) -> AsyncIterator[bytes]:
+        """multipart/x-mixed-replace parts, one per new annotated frame. Waiting happens in the
+        event loop; only the encode takes a worker thread (the pool is shared with Gradio's
+        callbacks, so idle viewers must not hold its threads)."""
+        seq, poll = 0, self.settings.session.poll_s
         while not session.closed:
-            got = session.frame_jpeg(seq, timeout=1.0)
+            if not (session.frame_pending() or session.jpeg_seq > seq):
+                await asyncio.sleep(poll)
+                continue
+            got = await anyio.to_thread.run_sync(session.frame_jpeg, seq, 0.0)
             if got is None:
                 continue
             seq, jpeg = got

@@ -98,7 +98,9 @@ class LiveSession:
                     self._backend = self._open_backend()
                 pipeline = Pipeline(source, self._backend, self._pipeline_settings)
                 pipeline.start()
-            except EXPECTED_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - the UI edge: any failure of a source or
+                # backend (typed errors, but also e.g. cv2.error) becomes this session's status,
+                # and the server goes on serving every session.
                 source.close()
                 self._error = f"{source.description}: {exc}" if source.description not in str(exc) else str(exc)
                 return self.status()
@@ -160,7 +162,7 @@ class LiveSession:
             return SessionStatus(RUNNING, f"running: {source.description}")
         try:
             pipeline.wait(timeout=0)  # re-raises the error that ended it, if any
-        except EXPECTED_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it is shown, never re-raised
             return SessionStatus(ERROR, f"stopped: {exc}")
         return SessionStatus(ENDED, f"finished: {source.description} ended after "
                                     f"{pipeline.stats_collector.snapshot(0).predictions} predictions")
@@ -186,6 +188,13 @@ class LiveSession:
     def latest(self) -> Prediction | None:
         pipeline = self._pipeline
         return pipeline.latest if pipeline is not None else None
+
+    def frame_pending(self) -> bool:
+        """True when a frame newer than the last one encoded was captured. Cheap (no lock, no
+        copy), so a viewer can wait in its event loop and spend a thread only on encoding."""
+        pipeline = self._pipeline
+        frame = pipeline.latest_frame if pipeline is not None else None
+        return frame is not None and frame is not self._shown
 
     def frame_jpeg(self, after: int, timeout: float) -> tuple[int, bytes] | None:
         """The newest annotated frame as (seq, JPEG) once its seq is above ``after``; None if
