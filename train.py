@@ -48,6 +48,12 @@ def fit(args) -> dict:
         state = checkpoint.train_state or {"stage": "towers", "epoch": 0}
         history = list(checkpoint.metrics.get("history", []))
         print(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}", file=sys.stderr)
+    elif args.init:
+        checkpoint = read_checkpoint(args.init)
+        model = build_model(checkpoint).train()
+        state = {"stage": "towers", "epoch": 0}
+        history = []
+        print(f"fine-tuning from {args.init}", file=sys.stderr)
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
         contract = ModelContract(
@@ -64,6 +70,9 @@ def fit(args) -> dict:
                              samples_per_clip=args.samples_per_clip, seed=args.seed)
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
               "data": args.data or f"generated: {args.clips_per_class} clips/class x {args.frames} frames, seed {args.seed}"}
+    if args.init:  # the weights' own history, so the card shows every command that made them
+        recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
+                                      "held_out": checkpoint.metrics.get("held_out", {}).get("top1_fused")}
     train = _clips(args, contract, "train", args.seed, args.clips_per_class)
 
     def checkpoint_after(stage: str, epoch: int, stage_epochs: int, figures: dict) -> None:
@@ -132,6 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.set_defaults(run=fit)
     f.add_argument("--out", required=True, help="checkpoint to write (after every epoch)")
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
+    f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
     data_args(f, clips_per_class=150, seed=0)
     f.add_argument("--val-clips-per-class", type=int, default=40)
     f.add_argument("--backbone", choices=BACKBONES, default="tiny")

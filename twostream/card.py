@@ -42,6 +42,9 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"- data: {recipe.get('data', 'not recorded')}",
         f"- command: `{recipe.get('command', 'not recorded')}`",
         f"- training time: {m.get('train_minutes', '?')} min on 2 CPU cores",
+        *([f"- initialised from `{recipe['initialised_from'].get('file')}`, itself trained by "
+           f"`{recipe['initialised_from'].get('command')}` on {recipe['initialised_from'].get('data')}"]
+          if "initialised_from" in recipe else []),
         "",
         "## Held-out accuracy",
         "",

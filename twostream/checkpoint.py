@@ -49,6 +49,7 @@ def save_checkpoint(path: str | Path, model: TwoStreamNet, metrics: dict | None 
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -137,7 +137,10 @@ def trajectory(label: str, rng: np.random.Generator, frames: int, fps: float) ->
         x = x + radius * aspect * np.cos(theta) * 0.75  # width is larger than height in 4:3
         y = y + radius * np.sin(theta)
     elif label in ("push", "pull"):
-        ratio = rng.uniform(1.6, 2.6)
+        # Strong enough that the expansion flow at the object's edge (~1-2 px/frame at 112 px)
+        # stands clear of tremor, camera shake and JPEG noise; a real push toward a webcam
+        # easily doubles the hand's size in half a second.
+        ratio = rng.uniform(2.4, 4.2)
         growth = ratio ** ease
         scale = growth / ratio ** 0.5 if label == "push" else ratio ** 0.5 / growth
         x = x + rng.uniform(-0.05, 0.05) * u
@@ -240,10 +243,13 @@ class StreamFrame:
 
 class GestureStream:
     """Endless stream of gesture segments (``segment_frames`` long) in scenes that persist for
-    several segments, so the view changes only now and then. Iterate for StreamFrame."""
+    several segments, so the view changes only now and then. Iterate for StreamFrame.
+
+    Segments are about as long as training clips (train.py --frames 40), so each gesture runs
+    at the speeds the model was trained on."""
 
     def __init__(self, seed: int = 0, size: tuple[int, int] = (640, 480), fps: float = 25.0,
-                 segment_frames: tuple[int, int] = (40, 64), segments_per_scene: tuple[int, int] = (4, 9)):
+                 segment_frames: tuple[int, int] = (32, 48), segments_per_scene: tuple[int, int] = (4, 9)):
         self.seed, self.size, self.fps = seed, size, fps
         self.segment_frames, self.segments_per_scene = segment_frames, segments_per_scene
 
