@@ -37,7 +37,7 @@ class OverlaySettings:
     font_scale: float = 0.5
     row_h: int = 22
     bar_w: int = 120
-    panel_w: int = 300
+    panel_w: int = 360
 
 
 @dataclass(frozen=True)

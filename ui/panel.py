@@ -14,14 +14,25 @@ STAGE_LABELS = {"decode": "decode", "flow": "flow", "spatial": "spatial tower", 
 CARD_KEYS = ("# Model card", "- backbone", "- flow", "Held-out set", "| fused", "- file size")
 
 
+def _shorten(line: str, limit: int = 100) -> str:
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def model_summary(model_path: Path) -> str:
     """A few lines of the model card beside the model (models/demo.pt -> models/demo.md): its
     title, backbone, flow, held-out set and fused accuracy, size. Plain text."""
     card = Path(model_path).with_suffix(".md")
     if not card.is_file():
         return f"model {Path(model_path).name}: no model card ({card.name} not found)"
-    picked = [line.strip() for line in card.read_text(encoding="utf-8").splitlines()
-              if line.strip().startswith(CARD_KEYS)]
+    picked = []
+    for line in card.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line.startswith(CARD_KEYS):
+            continue
+        if line.startswith("|"):  # the accuracy table's row: | fused (conv) | 0.9325 |
+            name, value = (cell.strip() for cell in line.strip("|").split("|")[:2])
+            line = f"held-out top-1, {name}: {value}"
+        picked.append(_shorten(line.lstrip("#- ").replace("`", "")))
     return "\n".join(picked) if picked else card.read_text(encoding="utf-8").splitlines()[0]
 
 
