@@ -45,7 +45,10 @@ class PipelineSettings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     flow: FlowSettings = field(default_factory=FlowSettings)
     scorer: ScorerSettings = field(default_factory=ScorerSettings)
-    stage_queue: int = 2  # items between processing stages: enough to absorb jitter, little latency
+    stage_queue: int = 2  # items between processing stages for files: absorbs jitter, keeps cores busy
+    # Live: every queued frame is latency once the pipeline falls behind (only capture drops), so
+    # the queues behind the newest-wins capture channel are kept as short as they can be.
+    live_stage_queue: int = 1
     history: int = 256  # predictions kept for the UI
     stats_window: int = 300  # predictions the percentiles are over
     poll_s: float = 0.05  # longest any stage waits before re-checking stop/abort
@@ -76,7 +79,8 @@ class Pipeline:
         self._history: deque[Prediction] = deque(maxlen=settings.history)
         self._started = False
 
-        queue = settings.stage_queue
+        live = settings.capture.paced_like_live(source)
+        queue = settings.live_stage_queue if live else settings.stage_queue
         lead = queue + 2  # how far a ring's writer can be ahead of its reader: queued + one in each hand
         frames = FrameRing(1 + lead, size)
         fields = FlowRing(contract.stack_length + lead, size)
