@@ -16,7 +16,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 run: install
-	$(BIN)/python train.py evaluate --model models/demo.pt --clips-per-class 20
+	$(BIN)/python app.py
 
 test: install
 	$(BIN)/python -m pytest
