@@ -25,6 +25,9 @@ class OnnxRuntimeSettings:
 
     threads: int = 1
     spin: bool = False
+    # Evaluate every node as written (no fusion into int8 kernels): a Q/DQ graph then gives
+    # exactly its quantised arithmetic on any CPU, VNNI or not. For measuring, not for speed.
+    literal: bool = False
 
 
 def _session(path, settings: OnnxRuntimeSettings):
@@ -34,7 +37,8 @@ def _session(path, settings: OnnxRuntimeSettings):
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if settings.literal
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,6 +1,7 @@
 """The graphs TensorRT would build from, checked here on CPU: the Q/DQ int8 graphs (symmetric
-int8 only, Q/DQ on every convolution's input and weights, per-channel 7-bit weights) and the
-fp16 graphs (fp16 arithmetic, float32 inputs and outputs), both still carrying the contract."""
+int8 only, Q/DQ on every convolution's input and weights, per-channel weights, float biases)
+and the fp16 graphs (fp16 arithmetic, float32 inputs and outputs), both still carrying the
+contract; and the CPU builds' variant with unsigned activations."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from calibration.quantize import QuantSettings, quantize_part
+from calibration.quantize import QuantSettings, default_settings, quantize_part
 from engines.onnx_export import OPSET, PARTS, export_parts, read_info, sample_inputs, to_fp16
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import EngineError
@@ -77,6 +78,20 @@ def test_int8_graphs_are_symmetric_qdq_that_tensorrt_reads(graphs):
             assert w.dtype == np.int8 and np.abs(w.astype(int)).max() <= 64  # 7-bit: 2 x 255 x 64 < 2^15
         conv_scales = [inits[produced_by[c.input[1]].input[1]] for c in convs if c.op_type == "Conv"]
         assert all(s.ndim == 1 and len(s) > 1 for s in conv_scales)  # per output channel
+
+
+def test_cpu_int8_graphs_use_unsigned_activations(model, tmp_path):
+    """The CPU default: uint8 activations with a zero point, still symmetric per-channel weights."""
+    fp32 = export_parts(model, tmp_path)
+    part = PARTS[1]
+    int8 = quantize_part(fp32.of(part), tmp_path / "t.int8.onnx", part, sample_inputs(model, part, 16, 2),
+                         default_settings("openvino"))
+    proto = onnx.load(str(int8))
+    inits = _initialisers(proto)
+    activation_points = [inits[n.input[2]] for n in proto.graph.node
+                         if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert activation_points and all(z.dtype == np.uint8 for z in activation_points)
+    assert default_settings("tensorrt").symmetric_activations and not default_settings("tensorrt").reduce_range
 
 
 def test_fp16_graphs_compute_in_fp16_behind_float32_edges(graphs):

@@ -44,6 +44,8 @@ def build(model: TwoStreamNet, root: Path, backend: str, precision: str, name: s
     """Build ``backend``/``precision`` for ``model`` into a new folder under ``root``."""
     out = root / (name or f"{backend}-{precision}")
     out.mkdir()
+    # Every part int8 unless a test asks for the automatic choice (which renders validation clips).
+    kw.setdefault("int8_parts", "spatial,temporal,head")
     settings = BuildSettings(backend=backend, precision=precision, calib=("demo",),
                              calibration=calibration, **kw)
     return build_parts(model, out, settings), out

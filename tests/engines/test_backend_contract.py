@@ -4,10 +4,12 @@ different parts from different threads, and parity with PyTorch fp32 on generate
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from calibration.quantize import default_settings
 from engines.auto import construct
 from engines.onnx_export import relative_error
 from engines.parity import generated_windows, parity_report, score
@@ -40,7 +42,7 @@ def windows():
 
 @pytest.fixture(scope="module")
 def reference(small_model, windows):
-    backend = TorchBackend(small_model, threads=None)
+    backend = TorchBackend(small_model, threads=1)
     return backend, score(backend, windows)
 
 
@@ -48,7 +50,7 @@ def reference(small_model, windows):
 def case(request, small_model, engine_root):
     backend, precision, bound = request.param
     if backend == "torch":
-        opened = TorchPrecisionBackend(small_model, precision=precision, threads=None)
+        opened = TorchPrecisionBackend(small_model, precision=precision, threads=1)
     else:
         built, folder = build(small_model, engine_root, backend, precision)
         opened = construct(backend, built.info, built.info.files(folder))
@@ -95,9 +97,12 @@ def test_parity_with_pytorch_fp32(case, reference, windows):
         assert report.max_rel_err <= bound, report.to_dict()
 
 
-@pytest.fixture(scope="module")
-def qdq_graphs(small_model, engine_root):
-    built, folder = build(small_model, engine_root, "onnxruntime", "int8", name="qdq-reference")
+@pytest.fixture(scope="module", params=["symmetric", "unsigned"])
+def qdq_graphs(request, small_model, engine_root):
+    """Both activation formats: symmetric (the graph TensorRT builds from) and unsigned (the
+    CPU default)."""
+    quant = replace(default_settings("onnxruntime"), symmetric_activations=request.param == "symmetric")
+    built, folder = build(small_model, engine_root, "onnxruntime", "int8", name=f"qdq-{request.param}", quant=quant)
     return built.info, built.info.files(folder)
 
 
