@@ -22,8 +22,9 @@ MODEL = ROOT / "models" / "demo.pt"
 
 @pytest.mark.skipif(not MODEL.is_file(), reason="models/demo.pt is absent (train it with train.py)")
 def test_demo_model_labels_pure_windows_right(make_stream, tmp_path):
-    # Seed 2022: 800 frames that show all ten classes, ~430 windows inside one gesture.
-    frames, labels, segments = make_stream(800, seed=2022, size=(320, 240))
+    # Seed 2021: 1200 frames (48 s) that show all ten classes, ~500 windows inside one gesture;
+    # long enough that the figure does not hinge on a few segments.
+    frames, labels, segments = make_stream(1200, seed=2021, size=(320, 240))
     clip = tmp_path / "stream.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
     for bgr in frames:
@@ -41,5 +42,5 @@ def test_demo_model_labels_pure_windows_right(make_stream, tmp_path):
     pure = [r for r in lines if len(set(segments[r["window_start"]:r["frame"] + 1])) == 1]
     wrong = Counter((labels[r["frame"]], r["label"]) for r in pure if r["label"] != labels[r["frame"]])
     accuracy = 1 - sum(wrong.values()) / len(pure)
-    assert len(pure) >= 300, f"only {len(pure)} pure windows: the stream is too short"
+    assert len(pure) >= 400, f"only {len(pure)} pure windows: the stream is too short"
     assert accuracy >= 0.9, f"accuracy {accuracy:.3f} on {len(pure)} windows; (true, predicted): {wrong.most_common(8)}"
