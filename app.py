@@ -79,9 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, "
                              "or 'demo' (default)")
     parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model file (default: models/demo.pt)")
-    parser.add_argument("--backend", choices=("auto", "torch"), default="auto",
-                        help="inference backend; auto picks the best available (torch for now)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="model file, or an engine directory from build_engine.py (default: models/demo.pt)")
+    parser.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime", "torch"),
+                        default="auto", help="inference backend; auto: TensorRT if CUDA and TensorRT are "
+                                             "present, else OpenVINO, else ONNX Runtime, else PyTorch (says why)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
+                        help="auto: an engine directory's own, fp32 for a model file; int8 needs an engine "
+                             "directory (build_engine.py --precision int8)")
     parser.add_argument("--hop", type=_positive, default=1, help="score every HOP-th frame (default 1)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace files and folders at their own frame rate, as if live (drops when behind)")
@@ -142,7 +147,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so --help is instant and import errors still become one line.
-    from engines.select import open_backend, resolve_backend_name
+    from engines.select import open_backend
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import Pipeline, PipelineSettings
@@ -160,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         # pipeline starts: whatever it buffered while the model loaded would be stale frames.
         source.open()
     try:
-        backend = open_backend(args.backend, args.model, threads=args.threads, input_size=input_size)
+        backend = open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+                               precision=args.precision, log=lambda line: print(line, file=sys.stderr))
     except BaseException:
         source.close()
         raise
@@ -194,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         stopped_by = "--max-frames"
     pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
     summary = pipeline.stats().to_record()
-    summary.update(source=source.description, backend=resolve_backend_name(args.backend),
+    summary.update(source=source.description, backend=backend.name,
+                   precision=getattr(backend, "precision", None) or "fp32",
                    flow=pipeline.flow_method, hop=args.hop, stopped_by=stopped_by,
                    threads_not_joined=list(unjoined))
     print("summary: " + json.dumps(summary), file=sys.stderr)
@@ -220,9 +227,12 @@ def run_ui(args: argparse.Namespace) -> int:
             raise SourceError(f"--allow-dir {folder}: no such directory")
 
     def load():
-        return open_backend(args.backend, args.model, threads=args.threads, input_size=input_size)
+        return open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+                            precision=args.precision)
 
-    load().close()
+    with open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+                      precision=args.precision, log=lambda line: print(line, file=sys.stderr)) as probe:
+        loaded = (probe.name, getattr(probe, "precision", None) or "fp32")
     session = SessionSettings(
         pipeline=PipelineSettings(
             capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
@@ -235,7 +245,7 @@ def run_ui(args: argparse.Namespace) -> int:
     page = LivePage(PageSettings(
         model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
         auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
-        backend=args.backend, precision="fp32", session=session), load)
+        backend=loaded[0], precision=loaded[1], session=session), load)
     try:
         page.serve(lambda line: print(line, flush=True))
     except KeyboardInterrupt:

@@ -84,8 +84,8 @@ def open_model(path: str | Path, backend: str = "auto", precision: str = "auto",
                input_size: tuple[int, int] | None = None, expect_contract: ModelContract | None = None,
                log: Callable[[str], None] | None = None) -> Backend:
     """Open a checkpoint file or an engine directory on ``backend`` in ``precision``.
-    ``threads``: per-part threads (None: each backend's default). Raises EngineError,
-    ContractMismatch or CheckpointError, each one line."""
+    ``threads``: per-part threads (None: each backend's default). ``log`` hears which backend
+    'auto' picked and why. Raises EngineError, ContractMismatch or CheckpointError, one line each."""
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -97,7 +97,8 @@ def open_model(path: str | Path, backend: str = "auto", precision: str = "auto",
     if path.is_dir():
         raise EngineError(f"{path} is a folder but not an engine directory (no engine.json)")
     choice = choose_backend(detect_runtimes()) if backend == "auto" else Choice(backend, "asked for")
-    say(f"backend: {choice.backend} ({choice.reason})")
+    if backend == "auto":
+        say(f"backend: {choice.backend} ({choice.reason})")
     return _open_checkpoint(path, choice.backend, "fp32" if precision == "auto" else precision,
                             threads, input_size, expect_contract)
 
@@ -141,8 +142,9 @@ def _open_engine_dir(path, backend, precision, threads, input_size, expect_contr
         raise EngineError(f"{path} holds OpenVINO IR ({suffix}): ONNX Runtime cannot run it; use --backend openvino")
     elif choice.backend == "torch":
         raise EngineError(f"{path} is an engine directory; --backend torch runs checkpoints only")
-    say(f"backend: {choice.backend} ({choice.reason}); engine: {info.precision}, parts "
-        f"{info.spatial.precision}/{info.temporal.precision}/{info.head.precision}")
+    if backend == "auto":
+        say(f"backend: {choice.backend} ({choice.reason}); engine: {info.precision}, parts "
+            f"{info.spatial.precision}/{info.temporal.precision}/{info.head.precision}")
     return construct(choice.backend, info, files, threads=threads, input_size=input_size)
 
 
