@@ -21,6 +21,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
+bench: install
+	$(BIN)/python bench.py
+
 evaluate: install
 	$(BIN)/python train.py evaluate --model models/demo.pt
 
