@@ -113,6 +113,10 @@ def run_evaluate(args) -> dict:
     clips = _clips(args, model.contract, "val", args.seed, args.clips_per_class)
     report = evaluate(model, clips, per_clip=args.per_clip)
     report["flops"] = count_flops(model)
+    if args.record:  # keep the card true to the file when the data recipe has changed since training
+        report["held_out"] = args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
+        save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "held_out": report},
+                        train_state=checkpoint.train_state)
     return report
 
 
@@ -163,6 +167,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     e.set_defaults(run=run_evaluate)
     e.add_argument("--model", required=True)
     data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
+    e.add_argument("--record", action="store_true",
+                   help="store this report in the model file as its held-out result (for the card)")
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
     c.set_defaults(run=write_card)
     c.add_argument("--model", required=True)
