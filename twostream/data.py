@@ -74,7 +74,7 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
             for i in range(clips_per_class) for c in range(len(GESTURE_CLASSES))]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         clips = list(tqdm(pool.imap(_generate_one, jobs, chunksize=4), total=len(jobs),
-                          desc=f"generate clips (seed {seed})", unit="clip"))
+                          desc=f"generate clips (seed {seed})", unit="clip", disable=None))
     return ClipSet(tuple(clips), GESTURE_CLASSES)
 
 
@@ -116,7 +116,7 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
     for index, name in enumerate(classes):
         videos = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         chosen = [v for i, v in enumerate(videos) if (i % every == every - 1) == (split == "val")]
-        for video in tqdm(chosen, desc=f"read {name} ({split})", unit="clip", leave=False):
+        for video in tqdm(chosen, desc=f"read {name} ({split})", unit="clip", leave=False, disable=None):
             frames = _read_video(video)
             if len(frames) < contract.window_span:
                 raise DataError(f"{video} has {len(frames)} frames, fewer than one window ({contract.window_span})")

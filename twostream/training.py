@@ -89,7 +89,8 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     for epoch in range(start_epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
         model.train()
-        bar = tqdm(range(steps), desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step")
+        bar = tqdm(range(steps), desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
+                   disable=None)
         correct = np.zeros(2)
         seen = 0
         for _ in bar:
@@ -115,7 +116,7 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
     model.eval()
     length = model.contract.stack_length
     out = []
-    for clip in tqdm(clips.clips, desc=desc, unit="clip"):
+    for clip in tqdm(clips.clips, desc=desc, unit="clip", disable=None):
         frames = len(clip.rgb)
         rgb = torch.from_numpy(clip.rgb.transpose(0, 3, 1, 2)).float()
         stacks = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in range(length, frames)])
@@ -151,7 +152,8 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     for epoch in range(start_epoch, settings.head_epochs):
         rng = np.random.default_rng([settings.seed, 2, epoch])
         head.train()
-        bar = tqdm(range(steps), desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step")
+        bar = tqdm(range(steps), desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
+                   disable=None)
         correct = seen = 0
         for _ in bar:
             s_batch, t_batch, labels = [], [], []
