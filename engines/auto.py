@@ -154,9 +154,14 @@ def _open_checkpoint(path: Path, backend: str, precision: str, threads, input_si
     model, checkpoint = load_model(path)
     check_expected_contract(checkpoint.contract, expect_contract, path)
     if backend == "torch":
+        import torch
+
         from engines.torch_precision_backend import TorchPrecisionBackend
 
-        return TorchPrecisionBackend(model, precision=precision, threads=threads or 1, input_size=input_size)
+        # On a CUDA machine PyTorch runs on the GPU (the auto chain prefers TensorRT there).
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return TorchPrecisionBackend(model, precision=precision, device=device, threads=threads or 1,
+                                     input_size=input_size)
     if precision == "int8":
         raise EngineError(f"int8 needs a calibrated engine: run build_engine.py --model {path} --backend "
                           f"{backend} --precision int8 --out DIR, then pass --model DIR")

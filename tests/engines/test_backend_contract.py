@@ -127,3 +127,13 @@ def test_int8_matches_its_qdq_arithmetic(qdq_graphs, backend_name):
             literal = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             expected = literal.run(None, {name: x})[0]
             assert relative_error(np.array(call(x)), expected) < 0.1, path.name  # saturation: 0.24-0.35
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision, bound", [("fp32", 1e-3), ("fp16", 5e-2), ("bf16", 5e-2)])
+def test_pytorch_on_cuda(small_model, windows, reference, precision, bound):
+    ref_backend, ref_scored = reference
+    with TorchPrecisionBackend(small_model, precision=precision, device="cuda") as backend:
+        report = parity_report(backend, ref_backend, windows, precision, reference_scored=ref_scored)
+    assert report.max_rel_err <= bound, report.to_dict()
