@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout", metavar="SRC",
                         help="parity windows from this source (unlabelled: agreement only); default for "
                              "gesture models: generated held-out clips (seed 1000)")
+    parser.add_argument("--heldout-frames", type=int, default=1000,
+                        help="frames read per --heldout source (the demo stream plays in real time: 40 s)")
     parser.add_argument("--heldout-clips-per-class", type=int, default=10)
     parser.add_argument("--per-clip", type=int, default=5, help="parity windows per held-out clip")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -65,8 +67,8 @@ def _heldout(args, contract):
 
     if args.heldout:
         # Read like calibration data, but every window counts (no sub-sampling).
-        cal = build_calibration_set([args.heldout], contract,
-                                    CalibrationSettings(frames_per_source=10_000, head_windows=10**9, demo_seed=1000))
+        cal = build_calibration_set([args.heldout], contract, CalibrationSettings(
+            frames_per_source=args.heldout_frames, head_windows=10**9, demo_seed=1000))
         return WindowSet(cal.clips, cal.windows, False, f"{args.heldout} (unlabelled)")
     if not can_generate(contract):
         raise DataError("this model's classes are not the generated gestures: give --heldout SRC "

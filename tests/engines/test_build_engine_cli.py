@@ -113,3 +113,22 @@ def test_the_real_process_exits_2_with_one_line(small_ckpt, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith("error: ")
     assert not (tmp_path / "e").exists() and not (tmp_path / ENGINE_JSON).exists()
+
+
+def test_parity_windows_can_come_from_videos(small_ckpt, tmp_path, capsys):
+    """--heldout: unlabelled windows read by the runtime's sources (agreement only, no top-1)."""
+    import cv2
+
+    from twostream.gestures import GestureStream
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
+    for item, _ in zip(GestureStream(9, (160, 120)), range(20)):
+        writer.write(item.bgr)
+    writer.release()
+    code, stdout, stderr = _run(capsys, ["--model", small_ckpt, "--backend", "openvino", "--precision", "fp32",
+                                         "--heldout", video, "--out", tmp_path / "ov32", "--quiet"])
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["held_out"].endswith("(unlabelled)") and report["top1"] is None
+    assert report["windows"] == 20 - 8 + 1 and report["top1_agreement"] == 1.0  # window span 8
