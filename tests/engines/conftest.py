@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from calibration.dataset import CalibrationSettings
 from engines.builder import BuildSettings, Built, build_parts
@@ -21,15 +20,8 @@ QUICK_CALIBRATION = CalibrationSettings(frames_per_source=40)
 
 
 @pytest.fixture(scope="session")
-def small_model() -> TwoStreamNet:
-    """Random weights, perturbed away from the head's identity init so that every part
-    matters to the logits."""
-    torch.manual_seed(0)
-    model = TwoStreamNet(SMALL).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
+def small_model(make_perturbed_model) -> TwoStreamNet:
+    return make_perturbed_model(SMALL)
 
 
 @pytest.fixture(scope="session")

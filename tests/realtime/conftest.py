@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from twostream.checkpoint import save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
@@ -19,15 +18,8 @@ def contract() -> ModelContract:
 
 
 @pytest.fixture(scope="session")
-def random_model(contract) -> TwoStreamNet:
-    """Random weights, perturbed away from the head's identity init so every part of the
-    network matters to the logits (a parity test on a near-constant net proves little)."""
-    torch.manual_seed(0)
-    model = TwoStreamNet(contract).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
+def random_model(contract, make_perturbed_model) -> TwoStreamNet:
+    return make_perturbed_model(contract)
 
 
 @pytest.fixture(scope="session")

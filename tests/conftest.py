@@ -1,0 +1,25 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from twostream.contract import ModelContract
+from twostream.model import TwoStreamNet
+
+
+@pytest.fixture(scope="session")
+def make_perturbed_model():
+    """Random weights, perturbed away from the head's identity init so every part of the
+    network matters to the logits (a parity test on a near-constant net proves little)."""
+
+    def make(contract: ModelContract) -> TwoStreamNet:
+        torch.manual_seed(0)
+        model = TwoStreamNet(contract).eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.05 * torch.randn_like(param))
+        return model
+
+    return make
