@@ -30,6 +30,7 @@ from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import STAGES, TrainSettings, clip_features, evaluate, train_head, train_towers
 
+HEAD_SEED_OFFSET = 500  # the fusion head's generated clips: seed + 500
 DEFAULT_EVAL_SEED_OFFSET = 1000  # held-out clips come from seed + 1000: never a training clip
 
 
@@ -69,11 +70,12 @@ def fit(args) -> dict:
                              tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
                              samples_per_clip=args.samples_per_clip, seed=args.seed)
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
-              "data": args.data or f"generated: {args.clips_per_class} clips/class x {args.frames} frames, seed {args.seed}"}
+              "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
+                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + HEAD_SEED_OFFSET}), "
+                                    f"{args.frames} frames each")}
     if args.init:  # the weights' own history, so the card shows every command that made them
         recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
                                       "held_out": checkpoint.metrics.get("held_out", {}).get("top1_fused")}
-    train = _clips(args, contract, "train", args.seed, args.clips_per_class)
 
     def checkpoint_after(stage: str, epoch: int, stage_epochs: int, figures: dict) -> None:
         history.append({"stage": stage, "epoch": epoch, **figures})
@@ -83,17 +85,24 @@ def fit(args) -> dict:
 
     started = time.monotonic()
     if state["stage"] == "towers":
+        train = _clips(args, contract, "train", args.seed, args.clips_per_class)
         train_towers(model, train, settings, state["epoch"],
                      lambda e, f: checkpoint_after("towers", e, settings.tower_epochs, f))
+        del train
         state = {"stage": "head", "epoch": 0}
     if state["stage"] == "head":
         for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
             p.requires_grad_(False)
-        feats = clip_features(model, train, desc="cache tower features")
+        # On generated data the head learns on clips the towers never saw: on their own
+        # training clips the spatial tower recognises the memorised scenes, the head learns
+        # to trust that, and on new scenes fused fell below the temporal tower alone.
+        # A --data folder has no clips to spare, so its train split serves both stages.
+        head_clips = _clips(args, contract, "train", args.seed + HEAD_SEED_OFFSET, args.head_clips_per_class)
+        feats = clip_features(model, head_clips, desc="cache tower features")
+        del head_clips
         train_head(model, feats, settings, state["epoch"],
                    lambda e, f: checkpoint_after("head", e, settings.head_epochs, f))
         del feats
-    del train
     model.eval()
     held_out_seed = args.seed + DEFAULT_EVAL_SEED_OFFSET
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
@@ -147,6 +156,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
     data_args(f, clips_per_class=150, seed=0)
+    f.add_argument("--head-clips-per-class", type=int, default=100,
+                   help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
     f.add_argument("--backbone", choices=BACKBONES, default="tiny")
     f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")

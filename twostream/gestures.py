@@ -137,12 +137,14 @@ def trajectory(label: str, rng: np.random.Generator, frames: int, fps: float) ->
         x = x + radius * aspect * np.cos(theta) * 0.75  # width is larger than height in 4:3
         y = y + radius * np.sin(theta)
     elif label in ("push", "pull"):
-        # Strong enough that the expansion flow at the object's edge (~1-2 px/frame at 112 px)
-        # stands clear of tremor, camera shake and JPEG noise; a real push toward a webcam
-        # easily doubles the hand's size in half a second.
-        ratio = rng.uniform(2.4, 4.2)
+        # The object grows (or shrinks) 2.4-4x over the clip from a small end of 0.6-0.9 of
+        # its base size: never so small that its edge flow (~0.2-0.6 px per frame at 112 px)
+        # sinks below the tremor and shake. A real push toward a webcam
+        # doubles the hand's size in about half a second.
+        ratio = rng.uniform(2.4, 4.0)
+        smallest = rng.uniform(0.6, 0.9)
         growth = ratio ** ease
-        scale = growth / ratio ** 0.5 if label == "push" else ratio ** 0.5 / growth
+        scale = smallest * growth if label == "push" else smallest * ratio / growth
         x = x + rng.uniform(-0.05, 0.05) * u
         y = y + rng.uniform(-0.05, 0.05) * u
     # Hand tremor on every class, far below the slowest gesture's speed.

@@ -12,7 +12,8 @@ from twostream.checkpoint import read_checkpoint
 from twostream.errors import DataError
 
 TINY = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
-        "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1"]
+        "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1",
+        "--head-clips-per-class", "1"]
 
 
 def _fit(tmp_path, *extra):
@@ -33,6 +34,8 @@ def test_fit_on_generated_clips_writes_a_model_with_its_report(tmp_path, capsys)
     assert checkpoint.metrics["held_out"]["top1_fused"] == report["top1_fused"]
     assert checkpoint.metrics["flops"]["per_frame_gflops_hop1"] > 0
     assert "train.py fit" in checkpoint.metrics["recipe"]["command"]
+    # The head trains on its own clips, unseen by the towers (seed + 500).
+    assert "head 1 clips/class (seed 500)" in checkpoint.metrics["recipe"]["data"]
     assert train.main(["card", "--model", str(out)]) == 0
     card = out.with_suffix(".md").read_text()
     assert f"| fused (conv) | {report['top1_fused']:.4f} |" in card
