@@ -9,7 +9,7 @@ runtime here folds a float bias into the int8 convolution anyway (measured: same
 
 Activations: TensorRT accepts only symmetric int8 (zero point 0), and a graph quantised that way
 runs on all three runtimes. But post-ReLU activations are never negative, so symmetric int8
-leaves them 7 bits; unsigned activations with a zero point keep 8. On the demo model's 500
+leaves them 7 bits; unsigned activations with a zero point keep 8. On an earlier demo model's 500
 held-out windows, all parts int8: top-1 agreement with fp32 0.976 (ONNX Runtime) / 0.982
 (OpenVINO) symmetric against 0.998 / 0.998 unsigned, the temporal tower costing most. So CPU
 builds use unsigned activations (``symmetric_activations=False``) and TensorRT builds symmetric
