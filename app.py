@@ -147,7 +147,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so --help is instant and import errors still become one line.
-    from engines.select import open_backend
+    from building.load import open_model
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import Pipeline, PipelineSettings
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         # pipeline starts: whatever it buffered while the model loaded would be stale frames.
         source.open()
     try:
-        backend = open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+        backend = open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
                                precision=args.precision, log=lambda line: print(line, file=sys.stderr))
     except BaseException:
         source.close()
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 def run_ui(args: argparse.Namespace) -> int:
     """Serve the live page until Ctrl-C/SIGTERM. The model loads once here, to fail fast with
     one error line; each browser session then loads its own backend (ui.session says why)."""
-    from engines.select import open_backend
+    from building.load import open_model
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import PipelineSettings
@@ -227,10 +227,10 @@ def run_ui(args: argparse.Namespace) -> int:
             raise SourceError(f"--allow-dir {folder}: no such directory")
 
     def load():
-        return open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+        return open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
                             precision=args.precision)
 
-    with open_backend(args.backend, args.model, threads=args.threads, input_size=input_size,
+    with open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
                       precision=args.precision, log=lambda line: print(line, file=sys.stderr)) as probe:
         loaded = (probe.name, getattr(probe, "precision", None) or "fp32")
     session = SessionSettings(

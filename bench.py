@@ -94,11 +94,11 @@ def load_backend(model: Path | None, threads: int, backend: str = "torch", preci
 
     path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
     if backend != "torch" or precision not in ("auto", "fp32") or (path is not None and path.is_dir()):
-        from engines.select import open_backend
+        from building.load import open_model
 
         say = lambda message: print(message, file=sys.stderr)  # noqa: E731 - which backend auto picked
         if path is not None:
-            return open_backend(backend, path, threads=threads, precision=precision, log=say), str(path)
+            return open_model(path, backend, threads=threads, precision=precision, log=say), str(path)
         import torch
 
         from twostream.checkpoint import save_checkpoint
@@ -108,7 +108,7 @@ def load_backend(model: Path | None, threads: int, backend: str = "torch", preci
             # Backends read the file while they load, so it may go right after.
             random_path = Path(tmp) / "random.pt"
             save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
-            opened = open_backend(backend, random_path, threads=threads, precision=precision, log=say)
+            opened = open_model(random_path, backend, threads=threads, precision=precision, log=say)
         return opened, "random weights (models/demo.pt absent)"
     if path is not None:
         return TorchBackend.from_checkpoint(path, threads=threads), str(path)

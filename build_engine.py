@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _heldout(args, contract):
     from calibration.dataset import CalibrationSettings, build_calibration_set
-    from engines.parity import WindowSet, can_generate, generated_windows
+    from calibration.scoring import WindowSet, can_generate, generated_windows
 
     if args.heldout:
         # Read like calibration data, but every window counts (no sub-sampling).
@@ -80,9 +80,10 @@ def build(args: argparse.Namespace, log) -> dict:
     from calibration.dataset import CalibrationSettings
     from calibration.quantize import default_settings
     from engines.auto import construct
-    from engines.builder import BuildSettings, build_parts, check_available
+    from building.builder import BuildSettings, build_parts, check_available
     from engines.enginedir import staged_output, write_info
-    from engines.parity import can_generate, parity_report, part_costs, score
+    from building.parity import parity_report, part_costs
+    from calibration.scoring import can_generate, score
     from engines.torch_backend import TorchBackend
     from twostream.checkpoint import load_model
 

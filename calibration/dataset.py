@@ -1,6 +1,6 @@
 """The calibration set: frames from video files, a folder or the demo stream, read by the
 runtime's own sources (realtime.sources) and turned into tower inputs by the runtime's own
-resize, flow and stack code (realtime.flow), so calibration sees exactly what inference sees.
+preprocessing (twostream.preprocess), so calibration sees exactly what inference sees.
 
     rgb      (M, 3, H, W)    float32 0..255, one sampled frame each       -> spatial tower
     flow     (M, 2L, H, W)   float32 0..255, that frame's flow stack      -> temporal tower
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.flow import OpticalFlow, quantise_flow, resize_frame, stack_fields
 from realtime.sources import Source, SourceSettings, VideoFileSource, open_source
+from twostream import seeds
 from twostream.contract import ModelContract
-from twostream.data import VIDEO_SUFFIXES, Clip, ClipSet, first_window_end
+from twostream.data import VIDEO_SUFFIXES, Clip, ClipSet
 from twostream.errors import DataError
+from twostream.preprocess import FlowSpec, FlowTracker, WindowPlan, tower_inputs
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,8 @@ class CalibrationSettings:
     frames_per_source: int = 240  # frames read from each video, folder or the demo stream
     tower_samples: int = 256  # frames each tower is calibrated on
     head_windows: int = 128  # windows the head is calibrated on
-    # The demo stream is rendered with a seed that neither training (0) nor the held-out
-    # parity windows (1000) use, so parity is never measured on calibration data.
-    demo_seed: int = 2000
+    # The demo stream's own seed: parity is never measured on calibration data (twostream.seeds).
+    demo_seed: int = seeds.DEMO_CALIBRATION
 
 
 def expand_source(spec: str, settings: CalibrationSettings) -> tuple[Source, ...]:
@@ -46,30 +46,23 @@ def expand_source(spec: str, settings: CalibrationSettings) -> tuple[Source, ...
 
 
 def read_clip(source: Source, contract: ModelContract, max_frames: int) -> Clip:
-    """Up to ``max_frames`` frames of one source, resized, with their quantised flow fields, as
-    the flow stage computes them: field 0 is zero motion, field i = flow(frame i-1 -> frame i).
-    RGB (F, H, W, 3) and flow (F, H, W, 2) uint8; label -1 (unknown)."""
-    flow = OpticalFlow(contract.flow_method)
-    rgb, fields = [], []
-    prev_grey = None
+    """Up to ``max_frames`` frames of one source through the flow stage's own FlowTracker:
+    rgb (F, 3, H, W) and flow (F, 2, H, W) uint8; label -1 (unknown)."""
+    spec = FlowSpec.of(contract)
+    tracker = FlowTracker(spec)
+    pairs = []  # preprocessed as read: a long source never holds its full-size frames
     source.open()  # SourceError (a RecognizerError) names the source when it cannot
     try:
-        while len(rgb) < max_frames:
+        while len(pairs) < max_frames:
             item = source.read()
             if item is None:
                 break
-            frame_rgb, grey = resize_frame(item[0], contract.input_size)
-            if prev_grey is None:
-                fields.append(np.full((*contract.input_size, 2), 128, np.uint8))
-            else:
-                fields.append(quantise_flow(flow(prev_grey, grey), contract.flow_bound))
-            rgb.append(frame_rgb)
-            prev_grey = grey
+            pairs.append(tracker.push(item[0]))
     finally:
         source.close()
-    if not rgb:
-        return Clip(np.zeros((0, *contract.input_size, 3), np.uint8), np.zeros((0, *contract.input_size, 2), np.uint8), -1)
-    return Clip(np.stack(rgb), np.stack(fields), -1)
+    if not pairs:
+        return Clip(np.zeros((0, 3, *spec.size), np.uint8), np.zeros((0, 2, *spec.size), np.uint8), -1)
+    return Clip(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), -1)
 
 
 def _spread(items: list, count: int) -> list:
@@ -88,15 +81,12 @@ class CalibrationSet:
     windows: tuple[tuple[int, int], ...]  # (clip, newest frame) at the contract's stride
     description: str
 
-    def rgb(self) -> np.ndarray:
-        """(M, 3, H, W) float32 0..255."""
-        return np.stack([self.clips.clips[ci].rgb[f].transpose(2, 0, 1) for ci, f in self.tower_frames]
-                        ).astype(np.float32)
-
-    def flow(self, length: int) -> np.ndarray:
-        """(M, 2L, H, W) float32 0..255: the L fields ending at each sampled frame."""
-        return np.stack([stack_fields(self.clips.clips[ci].flow[f - length + 1:f + 1])
-                         for ci, f in self.tower_frames]).astype(np.float32)
+    def tower_inputs(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sampled frames' tower inputs: rgb (M, 3, H, W) and flow stacks (M, 2L, H, W),
+        float32 0..255."""
+        pairs = [tower_inputs(self.clips.clips[ci].rgb, self.clips.clips[ci].flow, [f], length)
+                 for ci, f in self.tower_frames]
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
 def build_calibration_set(specs: list[str] | tuple[str, ...], contract: ModelContract,
@@ -112,11 +102,12 @@ def build_calibration_set(specs: list[str] | tuple[str, ...], contract: ModelCon
             names.append(f"{source.description}: {len(clip.rgb)} frames")
     length = contract.stack_length
     frames = [(ci, f) for ci, clip in enumerate(clips) for f in range(length, len(clip.rgb))]
-    first = first_window_end(contract, contract.stride)
+    plan = WindowPlan.of(contract)
+    first = plan.first_end
     windows = [(ci, end) for ci, clip in enumerate(clips) for end in range(first, len(clip.rgb))]
     if not windows:
         longest = max((len(c.rgb) for c in clips), default=0)
         raise DataError(f"calibration source {', '.join(specs)} gave no usable window: a window needs "
-                        f"{contract.window_span} consecutive frames, the longest source gave {longest}")
+                        f"{plan.span} consecutive frames, the longest source gave {longest}")
     return CalibrationSet(ClipSet(tuple(clips), tuple(contract.classes)), tuple(_spread(frames, settings.tower_samples)),
                           tuple(_spread(windows, settings.head_windows)), "; ".join(names))

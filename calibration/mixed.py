@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Backend
-from engines.parity import Scored, WindowSet, head_logits, score
+from calibration.scoring import Scored, WindowSet, head_logits, score
 
 PART_NAMES = ("spatial", "temporal", "head")
 VALIDATION_SEED = 3000  # training 0, held-out parity 1000, demo calibration 2000

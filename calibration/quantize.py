@@ -35,8 +35,8 @@ import numpy as np
 
 from calibration.dataset import CalibrationSet
 from engines.base import Backend
-from engines.onnx_export import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec, read_info, tag
-from engines.parity import WindowSet, gather, tower_features
+from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec, read_info, tag
+from calibration.scoring import WindowSet, gather, tower_features
 from twostream.errors import EngineError
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -86,7 +86,7 @@ def part_inputs(calibration: CalibrationSet, reference: Backend) -> PartInputs:
     contract = reference.contract
     windows = WindowSet(calibration.clips, calibration.windows, False, calibration.description)
     s, t = gather(tower_features(reference, windows), windows, contract)
-    return PartInputs(calibration.rgb(), calibration.flow(contract.stack_length), s, t)
+    return PartInputs(*calibration.tower_inputs(contract.stack_length), s, t)
 
 
 def _reader(part: PartSpec, arrays: tuple[np.ndarray, ...], batch: int):

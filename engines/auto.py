@@ -12,7 +12,6 @@ opened from an engine directory made by build_engine.py.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -80,29 +79,6 @@ def choose_backend(runtimes: Runtimes, engine: EngineInfo | None = None, engine_
     return Choice("torch", f"{missing}; neither OpenVINO nor ONNX Runtime installed")
 
 
-def open_model(path: str | Path, backend: str = "auto", precision: str = "auto", *, threads: int | None = None,
-               input_size: tuple[int, int] | None = None, expect_contract: ModelContract | None = None,
-               log: Callable[[str], None] | None = None) -> Backend:
-    """Open a checkpoint file or an engine directory on ``backend`` in ``precision``.
-    ``threads``: per-part threads (None: each backend's default). ``log`` hears which backend
-    'auto' picked and why. Raises EngineError, ContractMismatch or CheckpointError, one line each."""
-    if backend not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise EngineError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    path = Path(path)
-    say = log or (lambda _message: None)
-    if is_engine_dir(path):
-        return _open_engine_dir(path, backend, precision, threads, input_size, expect_contract, say)
-    if path.is_dir():
-        raise EngineError(f"{path} is a folder but not an engine directory (no engine.json)")
-    choice = choose_backend(detect_runtimes()) if backend == "auto" else Choice(backend, "asked for")
-    if backend == "auto":
-        say(f"backend: {choice.backend} ({choice.reason})")
-    return _open_checkpoint(path, choice.backend, "fp32" if precision == "auto" else precision,
-                            threads, input_size, expect_contract)
-
-
 def construct(backend: str, info: EngineInfo, files, *, threads: int | None = None,
               input_size: tuple[int, int] | None = None) -> Backend:
     """The backend object for built files (``info`` gives contract, precision, TensorRT target)."""
@@ -124,7 +100,10 @@ def construct(backend: str, info: EngineInfo, files, *, threads: int | None = No
     raise EngineError(f"backend {backend!r} does not run built engines")
 
 
-def _open_engine_dir(path, backend, precision, threads, input_size, expect_contract, say) -> Backend:
+def open_engine_dir(path: Path, backend: str, precision: str, threads: int | None,
+                    input_size: tuple[int, int] | None, expect_contract: ModelContract | None,
+                    say: Callable[[str], None]) -> Backend:
+    """Open a built engine directory on ``backend`` ("auto": what its files can run on)."""
     info = read_engine(path)
     check_expected_contract(info.contract, expect_contract, path)
     if precision not in ("auto", info.precision):
@@ -148,30 +127,15 @@ def _open_engine_dir(path, backend, precision, threads, input_size, expect_contr
     return construct(choice.backend, info, files, threads=threads, input_size=input_size)
 
 
-def _open_checkpoint(path: Path, backend: str, precision: str, threads, input_size, expect_contract) -> Backend:
-    from twostream.checkpoint import load_model
 
-    model, checkpoint = load_model(path)
-    check_expected_contract(checkpoint.contract, expect_contract, path)
-    if backend == "torch":
-        import torch
 
-        from engines.torch_precision_backend import TorchPrecisionBackend
+def open_torch(model, precision: str, threads: int | None, input_size: tuple[int, int] | None) -> Backend:
+    """A loaded TwoStreamNet on PyTorch: on the GPU when there is one (the auto chain prefers
+    TensorRT there), else the CPU."""
+    import torch
 
-        # On a CUDA machine PyTorch runs on the GPU (the auto chain prefers TensorRT there).
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return TorchPrecisionBackend(model, precision=precision, device=device, threads=threads or 1,
-                                     input_size=input_size)
-    if precision == "int8":
-        raise EngineError(f"int8 needs a calibrated engine: run build_engine.py --model {path} --backend "
-                          f"{backend} --precision int8 --out DIR, then pass --model DIR")
-    if precision not in ("fp32", "fp16"):
-        raise EngineError(f"{backend} runs fp32, fp16 or int8, not {precision}")
-    from engines.builder import BuildSettings, build_parts
+    from engines.torch_precision_backend import TorchPrecisionBackend
 
-    # Backends read their files when they are constructed, so the exported graphs can go
-    # as soon as the backend exists.
-    with tempfile.TemporaryDirectory(prefix="twostream-engine-") as work:
-        info = build_parts(model, Path(work), BuildSettings(backend=backend, precision=precision)).info
-        return construct(backend, info, info.files(Path(work)), threads=threads, input_size=input_size)
-
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TorchPrecisionBackend(model, precision=precision, device=device, threads=threads or 1,
+                                 input_size=input_size)

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from engines.onnx_export import PARTS, PartFiles, read_info
+from engines.onnx_parts import PARTS, PartFiles, read_info
 from twostream.contract import ModelContract
 from twostream.errors import ContractMismatch, EngineError
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Backend
-from engines.onnx_export import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
+from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Backend
-from engines.onnx_export import PartFiles
+from engines.onnx_parts import PartFiles
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from engines.base import Backend
 from engines.enginedir import TensorRTTarget
-from engines.onnx_export import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
+from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 

@@ -1,8 +1,8 @@
 """The flow stage: resize each frame, compute one flow field per consecutive frame pair,
 clip and quantise it exactly as the model's contract says, and write both into the rings.
 
-It uses realtime.flow's functions, the same ones training used, so a field here is bit-equal
-to the field training computed for the same two frames. Each field is computed once; a
+It runs twostream.preprocess.FlowTracker, the code training and calibration run, so a field
+here is bit-equal to the field training computed for the same two frames. Each field is computed once; a
 2L-channel stack is later a view of the last L fields in the flow ring.
 
 When a live source drops frames, the pair is (last processed frame, this frame): the field
@@ -16,15 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from realtime.channel import Channel
-from realtime.flow import OpticalFlow, available_flow_methods, quantise_flow, resize_frame
 from realtime.messages import FlowField, Frame
 from realtime.rings import FlowRing, FrameRing
 from realtime.stage import Control, ProcessingStage
 from twostream.contract import ModelContract
 from twostream.errors import ContractMismatch
+from twostream.preprocess import FlowSpec, FlowTracker, available_flow_methods
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ class FlowSettings:
     allow_contract_mismatch: bool = False
 
     def resolve(self, contract: ModelContract,
-                warn: Callable[[str], None] | None = None) -> tuple[str, tuple[int, int]]:
-        """(method, (H, W)) to run with; raises ContractMismatch as described above."""
+                warn: Callable[[str], None] | None = None) -> FlowSpec:
+        """The flow to run; raises ContractMismatch as described above."""
         method = self.method or contract.flow_method
         size = tuple(self.input_size or contract.input_size)
         contract.check_runtime(flow_method=method, input_size=size,
@@ -46,35 +44,26 @@ class FlowSettings:
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
-        return method, size
+        return FlowSpec(method, size, contract.flow_bound)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):
     """Frame -> (resized RGB into ``frames``, quantised field into ``fields``) -> FlowField."""
 
     def __init__(self, control: Control, inbox: Channel[Frame], outbox: Channel[FlowField],
-                 frames: FrameRing, fields: FlowRing, method: str, size: tuple[int, int], bound: float):
+                 frames: FrameRing, fields: FlowRing, spec: FlowSpec):
         super().__init__("flow", control, inbox, outbox)
         self.frames, self.fields = frames, fields
-        self.size, self.bound = size, bound
-        # OpenCV's DIS keeps internal buffers: this instance is used only by this stage's thread.
-        self._flow = OpticalFlow(method)
-        self._prev_grey: np.ndarray | None = None
-        # Zero motion (128) for the first frame, as realtime.flow.clip_flows does.
-        self._no_motion = np.full((*size, 2), 128, np.uint8)
+        # OpenCV's DIS keeps internal buffers: this tracker is used only by this stage's thread.
+        self._tracker = FlowTracker(spec)
         self._seq = 0
 
     def process(self, frame: Frame) -> FlowField:
         started = time.perf_counter()
-        rgb, grey = resize_frame(frame.bgr, self.size)
-        if self._prev_grey is None:
-            field = self._no_motion
-        else:
-            field = quantise_flow(self._flow(self._prev_grey, grey), self.bound)
-        self._prev_grey = grey
+        rgb, field = self._tracker.push(frame.bgr)
         seq = self._seq
-        self.frames.write(seq, rgb.transpose(2, 0, 1))
-        self.fields.write(seq, field.transpose(2, 0, 1))
+        self.frames.write(seq, rgb)
+        self.fields.write(seq, field)
         self._seq += 1
         flow_ms = (time.perf_counter() - started) * 1000.0
         return FlowField(seq, frame.index, frame.t_capture, frame.decode_ms, flow_ms, frame.truth)

@@ -2,8 +2,8 @@
 
 Per window: T*L flow fields recomputed from the frames (each sampled frame's whole stack), and
 all T sampled frames run through both towers, batched as one clip, then the head. Same model
-parts, same flow functions and the same window geometry as the streaming pipeline, so the two
-produce the same logits and differ only in what they recompute.
+parts and the same preprocessing steps (twostream.preprocess) as the streaming pipeline, so the
+two produce the same logits and differ only in what they recompute.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Backend
-from realtime.flow import OpticalFlow, quantise_flow, resize_frame
-from realtime.windows import WindowPlan
+from twostream.preprocess import OpticalFlow, WindowPlan, flow_field, resize_frame, stack_fields
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class NaiveScorer:
     def __init__(self, backend: Backend, method: str | None = None):
         contract = backend.contract
         self.backend = backend
-        self.plan = WindowPlan.from_contract(contract, hop=1)
+        self.plan = WindowPlan.of(contract, hop=1)
         self.size = backend.input_size
         self.bound = contract.flow_bound
         self._flow = OpticalFlow(method or contract.flow_method)
@@ -57,12 +56,12 @@ class NaiveScorer:
         # Positions in the deque: the newest frame is at span-1.
         sampled = plan.offsets + (plan.span - 1)
         started = time.perf_counter()
-        rgb = np.stack([self._recent[s][0].transpose(2, 0, 1) for s in sampled]).astype(np.float32)
+        rgb = np.stack([self._recent[s][0] for s in sampled]).astype(np.float32)
         stacks = []
         for s in sampled:
-            fields = [quantise_flow(self._flow(self._recent[i - 1][1], self._recent[i][1]), self.bound)
+            fields = [flow_field(self._flow, self._recent[i - 1][1], self._recent[i][1], self.bound)
                       for i in range(s - length + 1, s + 1)]
-            stacks.append(np.stack(fields).transpose(0, 3, 1, 2).reshape(2 * length, *self.size))
+            stacks.append(stack_fields(np.stack(fields)))
         flow = np.stack(stacks).astype(np.float32)
         t_flow = time.perf_counter()
         spatial = self.backend.spatial(rgb)

@@ -35,7 +35,7 @@ from realtime.sources import Source
 from realtime.stage import Control
 from realtime.stats import PipelineStats, StatsSnapshot
 from realtime.towers import TowerStage
-from realtime.windows import WindowPlan
+from twostream.preprocess import WindowPlan
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,13 @@ class Pipeline:
                  on_prediction: Callable[[Prediction], None] | None = None,
                  warn: Callable[[str], None] | None = None):
         contract = backend.contract
-        method, size = settings.flow.resolve(contract, warn)
+        flow = settings.flow.resolve(contract, warn)
+        size = flow.size
         if tuple(size) != tuple(backend.input_size):
             raise PipelineError(f"frames would be resized to {size} but the backend expects {backend.input_size}")
         self.source, self.backend, self.settings = source, backend, settings
-        self.plan = WindowPlan.from_contract(contract, settings.scorer.hop)
-        self.flow_method, self.input_size = method, size
+        self.plan = WindowPlan.of(contract, settings.scorer.hop)
+        self.flow_method, self.input_size = flow.method, size
         self.control = Control(settings.poll_s)
         self.stats_collector = PipelineStats(settings.stats_window)
         self._on_prediction = on_prediction
@@ -90,7 +91,7 @@ class Pipeline:
         featured: Channel = Channel(queue)
         self._stages = (
             CaptureStage(self.control, source, self._captured, settings.capture, self._on_capture),
-            FlowStage(self.control, self._captured, flowed, frames, fields, method, size, contract.flow_bound),
+            FlowStage(self.control, self._captured, flowed, frames, fields, flow),
             TowerStage(self.control, flowed, featured, backend, frames, fields, cache, self.plan),
             HeadStage(self.control, featured, backend, cache, self.plan, settings.scorer, self._publish,
                       lambda: self._captured.dropped),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from realtime.errors import PipelineError
+from twostream.preprocess import stack_fields
 
 
 class Ring:
@@ -78,10 +79,9 @@ class FlowRing(Ring):
         super().__init__(capacity, (2, *size), np.uint8, "flow ring")
 
     def stack(self, seq: int, length: int) -> np.ndarray:
-        """(2L, H, W) uint8 view: fields seq-L+1 .. seq, channels x0, y0, x1, y1, ... oldest
-        first: the same layout as realtime.flow.stack_fields, without a copy."""
-        fields = self.window(seq, length)
-        return fields.reshape(2 * length, *fields.shape[2:])
+        """(2L, H, W) uint8 view of fields seq-L+1 .. seq (twostream.preprocess.stack_fields of
+        a contiguous window: no copy)."""
+        return stack_fields(self.window(seq, length))
 
 
 class FeatureCache:

@@ -2,7 +2,7 @@
 window of T cached feature pairs at stride tau and a Prediction is published.
 
 Exactly equal (to float tolerance) to the offline forward pass over the same frames:
-tests/realtime/test_parity.py checks it for hop 1 and hop tau.
+tests/realtime/test_streaming_parity.py checks it for hop 1 and hop tau.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from realtime.messages import Prediction, StageTimes, TowerFeatures
 from realtime.rings import FeatureCache
 from realtime.stage import Control, ProcessingStage
 from realtime.channel import Channel
-from realtime.windows import WindowPlan
+from twostream.preprocess import WindowPlan
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from realtime.channel import Channel
 from realtime.messages import FlowField, TowerFeatures
 from realtime.rings import FeatureCache, FlowRing, FrameRing
 from realtime.stage import Control, ProcessingStage
-from realtime.windows import WindowPlan
+from twostream.preprocess import WindowPlan
 
 
 class TowerStage(ProcessingStage[FlowField, TowerFeatures]):

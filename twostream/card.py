@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twostream.preprocess import WindowPlan
 from twostream.checkpoint import Checkpoint
 
 
@@ -35,7 +36,7 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"±{c.flow_bound:g} px, {c.flow_quantisation}",
         f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: {c.flow_channel_order}), "
         f"T = {c.num_segments} sampled frames, stride τ = {c.stride} frames at {c.train_fps:g} fps "
-        f"(a window spans {c.window_span} frames)",
+        f"(a window spans {WindowPlan.of(c).span} frames)",
         "",
         "## Training data and command",
         "",

@@ -2,7 +2,7 @@
 
 The runtime reads it and refuses (or, with an explicit flag, warns loudly) when its own
 preprocessing differs: flow that differs from the training flow silently costs accuracy
-(TSN users lost 15+ points swapping TV-L1 for Farneback, see design notes §2).
+(TSN users lost 15+ points swapping TV-L1 for Farneback).
 """
 
 from __future__ import annotations
@@ -94,11 +94,6 @@ class ModelContract:
     def flow_channels(self) -> int:
         """2L: x and y of each of the L stacked flow fields."""
         return 2 * self.stack_length
-
-    @property
-    def window_span(self) -> int:
-        """Frames a window reaches back: the oldest sampled frame's stack needs L earlier frames."""
-        return (self.num_segments - 1) * self.stride + self.stack_length + 1
 
     def to_dict(self) -> dict:
         """Plain types only (lists, str, float, int), so torch.load(weights_only=True) and

@@ -1,8 +1,9 @@
-"""Training and evaluation data: labelled clips turned into model windows with the runtime's own
-preprocessing (realtime.flow), so training sees exactly what inference sees.
+"""Training and evaluation data: labelled clips preprocessed by twostream.preprocess, the code
+the runtime's flow stage runs, so training sees exactly what inference sees.
 
-A clip is stored once at model resolution, RGB (F, H, W, 3) and quantised flow (F, H, W, 2)
-uint8; a window is a gather of T sampled frames and their L-deep flow stacks.
+A clip is stored once at model resolution, rgb (F, 3, H, W) and quantised flow (F, 2, H, W)
+uint8; a window is a gather of T sampled frames and their L-deep flow stacks
+(twostream.preprocess.WindowPlan, tower_inputs).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from realtime.flow import OpticalFlow, clip_flows, resize_frame, stack_fields
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
 from twostream.gestures import render_clip
+from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"}
 RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
@@ -27,8 +27,8 @@ RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
 
 @dataclass(frozen=True)
 class Clip:
-    rgb: np.ndarray  # (F, H, W, 3) uint8, RGB
-    flow: np.ndarray  # (F, H, W, 2) uint8 quantised; field 0 has no predecessor (zero motion)
+    rgb: np.ndarray  # (F, 3, H, W) uint8, RGB
+    flow: np.ndarray  # (F, 2, H, W) uint8 quantised; field 0 has no predecessor (zero motion)
     label: int
 
 
@@ -41,14 +41,6 @@ class ClipSet:
         return len(self.clips)
 
 
-def preprocess_frames(frames_bgr, contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
-    """BGR frames (F, h, w, 3) of any size -> RGB (F, H, W, 3) and flow (F, H, W, 2), uint8."""
-    pairs = [resize_frame(f, contract.input_size) for f in frames_bgr]
-    rgb = np.stack([p[0] for p in pairs])
-    grey = np.stack([p[1] for p in pairs])
-    return rgb, clip_flows(grey, OpticalFlow(contract.flow_method), contract.flow_bound)
-
-
 def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
     """Independent seed per (split seed, class, clip): split seeds never share a clip."""
     return int(np.random.SeedSequence([seed, class_index, clip_index]).generate_state(1)[0])
@@ -59,7 +51,7 @@ def _generate_one(job: tuple) -> Clip:
     rng = np.random.default_rng(seed)
     size = RENDER_SIZES[int(rng.integers(len(RENDER_SIZES)))]
     bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps)
-    rgb, flow = preprocess_frames(bgr, contract)
+    rgb, flow = preprocess_clip(bgr, FlowSpec.of(contract))
     return Clip(rgb, flow, label_index)
 
 
@@ -68,8 +60,9 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
     """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them."""
     if tuple(contract.classes) != GESTURE_CLASSES:
         raise DataError("generated clips carry the gesture classes; the contract lists others")
-    if frames < contract.window_span:
-        raise DataError(f"clips of {frames} frames are shorter than one window ({contract.window_span})")
+    span = WindowPlan.of(contract).span
+    if frames < span:
+        raise DataError(f"clips of {frames} frames are shorter than one window ({span})")
     jobs = [(contract, c, clip_seed(seed, c, i), frames)
             for i in range(clips_per_class) for c in range(len(GESTURE_CLASSES))]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -118,53 +111,17 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
         chosen = [v for i, v in enumerate(videos) if (i % every == every - 1) == (split == "val")]
         for video in tqdm(chosen, desc=f"read {name} ({split})", unit="clip", leave=False, disable=None):
             frames = _read_video(video)
-            if len(frames) < contract.window_span:
-                raise DataError(f"{video} has {len(frames)} frames, fewer than one window ({contract.window_span})")
-            rgb, flow = preprocess_frames(frames, contract)
+            if len(frames) < WindowPlan.of(contract).span:
+                raise DataError(f"{video} has {len(frames)} frames, fewer than one window "
+                                f"({WindowPlan.of(contract).span})")
+            rgb, flow = preprocess_clip(frames, FlowSpec.of(contract))
             clips.append(Clip(rgb, flow, index))
     if not clips:
         raise DataError(f"no {split} clips under {root} (looked for {sorted(VIDEO_SUFFIXES)})")
     return ClipSet(tuple(clips), classes)
 
 
-def window_frames(end: int, contract: ModelContract, stride: int) -> list[int]:
-    """Sampled frame indices of the window ending at ``end``, oldest first."""
-    return [end - (contract.num_segments - 1 - k) * stride for k in range(contract.num_segments)]
-
-
-def first_window_end(contract: ModelContract, stride: int) -> int:
-    """The oldest sampled frame's stack needs fields s-L+1..s, i.e. frames s-L..s."""
-    return (contract.num_segments - 1) * stride + contract.stack_length
-
-
-def make_window(clip: Clip, end: int, contract: ModelContract, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """One window: RGB (T, 3, H, W) and flow stacks (T, 2L, H, W), uint8."""
-    length = contract.stack_length
-    frames = window_frames(end, contract, stride)
-    rgb = clip.rgb[frames].transpose(0, 3, 1, 2)
-    flow = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in frames])
-    return rgb, flow
-
-
 def eval_windows(clips: ClipSet, contract: ModelContract, per_clip: int = 3) -> list[tuple[int, int]]:
     """(clip index, window end) pairs at the run-time stride, evenly spread over each clip."""
-    pairs = []
-    for ci, clip in enumerate(clips.clips):
-        first, last = first_window_end(contract, contract.stride), len(clip.rgb) - 1
-        if last < first:
-            continue
-        for end in np.unique(np.linspace(first, last, per_clip).round().astype(int)):
-            pairs.append((ci, int(end)))
-    return pairs
-
-
-def batch_windows(clips: ClipSet, pairs, contract: ModelContract, stride: int):
-    """Stack windows into float tensors: rgb (B, T, 3, H, W), flow (B, T, 2L, H, W), labels (B,)."""
-    rgb, flow, labels = [], [], []
-    for ci, end in pairs:
-        r, f = make_window(clips.clips[ci], end, contract, stride)
-        rgb.append(r)
-        flow.append(f)
-        labels.append(clips.clips[ci].label)
-    return (torch.from_numpy(np.stack(rgb)).float(), torch.from_numpy(np.stack(flow)).float(),
-            torch.tensor(labels, dtype=torch.long))
+    plan = WindowPlan.of(contract)
+    return [(ci, end) for ci, clip in enumerate(clips.clips) for end in plan.spread_ends(len(clip.rgb), per_clip)]

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from realtime.flow import stack_fields
 from twostream.contract import ModelContract
-from twostream.data import ClipSet, eval_windows, first_window_end, window_frames
+from twostream.data import ClipSet, eval_windows
 from twostream.model import TwoStreamNet
+from twostream.preprocess import WindowPlan, tower_inputs
 
 STAGES = ("towers", "head", "done")
 
@@ -42,8 +42,8 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class ClipFeatures:
-    """Tower features of every frame of one clip: spatial (F, C, h, w); temporal (F, C, h, w),
-    valid from frame L on (earlier frames lack a full flow stack and hold zeros)."""
+    """Tower features of every frame of one clip: spatial and temporal (F, C, h, w), valid from
+    frame L on (earlier frames lack a full flow stack, are never sampled, and hold zeros)."""
 
     spatial: torch.Tensor
     temporal: torch.Tensor
@@ -68,12 +68,12 @@ def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generat
     rgb, flow, labels = [], [], []
     for ci in picks:
         clip = clips.clips[ci]
-        s = int(rng.integers(length, len(clip.rgb)))
-        rgb.append(clip.rgb[s].transpose(2, 0, 1))
-        flow.append(stack_fields(clip.flow[s - length + 1:s + 1]))
+        frame = int(rng.integers(length, len(clip.rgb)))
+        r, f = tower_inputs(clip.rgb, clip.flow, [frame], length)
+        rgb.append(r)
+        flow.append(f)
         labels.append(clip.label)
-    return (torch.from_numpy(np.stack(rgb)).float(), torch.from_numpy(np.stack(flow)).float(),
-            torch.tensor(labels))
+    return torch.from_numpy(np.concatenate(rgb)), torch.from_numpy(np.concatenate(flow)), torch.tensor(labels)
 
 
 def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start_epoch: int,
@@ -117,21 +117,20 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
     length = model.contract.stack_length
     out = []
     for clip in tqdm(clips.clips, desc=desc, unit="clip", disable=None):
-        frames = len(clip.rgb)
-        rgb = torch.from_numpy(clip.rgb.transpose(0, 3, 1, 2)).float()
-        stacks = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in range(length, frames)])
-        spatial = torch.cat([model.spatial(rgb[i:i + batch]) for i in range(0, frames, batch)])
-        flow = torch.from_numpy(stacks).float()
+        rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)),
+                                                               length))
+        spatial_valid = torch.cat([model.spatial(rgb[i:i + batch]) for i in range(0, len(rgb), batch)])
         temporal_valid = torch.cat([model.temporal(flow[i:i + batch]) for i in range(0, len(flow), batch)])
+        spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
         temporal = torch.zeros_like(spatial)
-        temporal[length:] = temporal_valid
+        spatial[length:], temporal[length:] = spatial_valid, temporal_valid
         out.append(ClipFeatures(spatial, temporal, clip.label))
     return out
 
 
 def gather_window(features: ClipFeatures, end: int, contract: ModelContract, stride: int):
     """Features of one window: spatial and temporal (T, C, h, w)."""
-    frames = window_frames(end, contract, stride)
+    frames = torch.from_numpy(WindowPlan.of(contract, stride=stride).sampled(end))
     return features.spatial[frames], features.temporal[frames]
 
 
@@ -162,7 +161,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
                 # Short clips (user data) cap tau so that one window still fits.
                 max_stride = (len(f.spatial) - 1 - contract.stack_length) // max(contract.num_segments - 1, 1)
                 stride = max(1, min(int(rng.integers(lo, hi + 1)), max_stride))
-                end = int(rng.integers(first_window_end(contract, stride), len(f.spatial)))
+                end = int(rng.integers(WindowPlan.of(contract, stride=stride).first_end, len(f.spatial)))
                 s, t = gather_window(f, end, contract, stride)
                 s_batch.append(s)
                 t_batch.append(t)

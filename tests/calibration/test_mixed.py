@@ -7,7 +7,7 @@ import pytest
 
 from calibration.mixed import VALIDATION_SEED, choose_parts, mixed_logits
 from engines.auto import construct
-from engines.parity import HELD_OUT_SEED, generated_windows, score
+from calibration.scoring import HELD_OUT_SEED, generated_windows, score
 from engines.torch_backend import TorchBackend
 from tests.engines.conftest import SMALL, build
 

@@ -14,7 +14,8 @@ import torch
 from onnx import numpy_helper
 
 from calibration.quantize import QuantSettings, default_settings, quantize_part
-from engines.onnx_export import OPSET, PARTS, export_parts, read_info, sample_inputs, to_fp16
+from building.export import OPSET, export_parts, sample_inputs, to_fp16
+from engines.onnx_parts import PARTS, read_info
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
@@ -114,7 +115,7 @@ def test_every_graph_carries_the_contract_and_its_precision(graphs):
 def test_quantised_graphs_still_compute_the_part(model, graphs):
     import onnxruntime as ort
 
-    from engines.onnx_export import relative_error
+    from calibration.scoring import relative_error
 
     for part, fp32, int8, fp16 in graphs:
         inputs = sample_inputs(model, part, batch=4, seed=9)

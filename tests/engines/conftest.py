@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from calibration.dataset import CalibrationSettings
-from engines.builder import BuildSettings, Built, build_parts
+from building.builder import BuildSettings, Built, build_parts
 from twostream.checkpoint import save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.model import TwoStreamNet

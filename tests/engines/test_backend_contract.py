@@ -11,8 +11,9 @@ import pytest
 
 from calibration.quantize import default_settings
 from engines.auto import construct
-from engines.onnx_export import relative_error
-from engines.parity import generated_windows, parity_report, score
+from calibration.scoring import relative_error
+from building.parity import parity_report
+from calibration.scoring import generated_windows, score
 from engines.torch_backend import TorchBackend
 from engines.torch_precision_backend import TorchPrecisionBackend
 from tests.engines.conftest import SMALL, build

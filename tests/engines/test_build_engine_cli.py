@@ -13,7 +13,7 @@ import pytest
 import build_engine
 from engines.auto import open_model
 from engines.enginedir import ENGINE_JSON, read_engine
-from engines.parity import Thresholds
+from building.parity import Thresholds
 from tests.engines.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 
 from engines.auto import Choice, Runtimes, choose_backend, open_model
 from engines.enginedir import (ENGINE_JSON, TensorRTTarget, read_engine, staged_output, write_info)
-from engines.onnx_export import tag
+from engines.onnx_parts import tag
 from tests.engines.conftest import SMALL, build
 from twostream.errors import ContractMismatch, EngineError
 

@@ -14,7 +14,8 @@ import pytest
 
 from calibration.dataset import CalibrationSettings
 from engines.auto import construct
-from engines.parity import generated_windows, parity_report, part_costs, score
+from building.parity import parity_report, part_costs
+from calibration.scoring import generated_windows, score
 from engines.torch_backend import TorchBackend
 from tests.engines.conftest import build
 from twostream.checkpoint import load_model

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from engines.enginedir import TensorRTTarget
-from engines.onnx_export import HEAD, SPATIAL, export_parts
+from building.export import export_parts
+from engines.onnx_parts import HEAD, SPATIAL
 from engines import tensorrt_backend
 from engines.tensorrt_backend import TensorRTBuildSettings, build_plan, check_target, import_tensorrt
 from tests.engines.conftest import SMALL, build
@@ -122,7 +123,8 @@ def test_plans_for_another_version_or_gpu_are_refused(monkeypatch, tmp_path, bui
 @pytest.mark.parametrize("precision, bound", [("fp32", 1e-3), ("fp16", 5e-2), ("int8", None)])
 def test_tensorrt_engines_on_a_gpu(small_model, engine_root, precision, bound):
     from engines.auto import construct
-    from engines.parity import generated_windows, parity_report
+    from building.parity import parity_report
+    from calibration.scoring import generated_windows
 
     from engines.torch_backend import TorchBackend
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from realtime.channel import Channel
-from realtime.flow import OpticalFlow, available_flow_methods, clip_flows, resize_frame
+from twostream.preprocess import OpticalFlow, available_flow_methods, clip_flows, resize_frame
 from realtime.flowstage import FlowSettings, FlowStage
 from realtime.messages import Frame
 from realtime.rings import FlowRing, FrameRing

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realtime.errors import PipelineError
-from realtime.flow import stack_fields
+from twostream.preprocess import stack_fields
 from realtime.rings import FeatureCache, FlowRing, FrameRing, Ring
 
 

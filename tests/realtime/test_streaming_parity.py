@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from engines.torch_backend import TorchBackend
-from realtime.flow import OpticalFlow, clip_flows, resize_frame, stack_fields
+from twostream.preprocess import OpticalFlow, clip_flows, resize_frame, stack_fields
 from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.scorer import ScorerSettings
 from realtime.sources import ArraySource
-from realtime.windows import WindowPlan
+from twostream.preprocess import WindowPlan
 
 
 def offline_logits(model, frames: np.ndarray, ends: list[int]) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_streaming_logits_equal_offline_forward(random_model, short_clip, hop_na
         assert pipeline.wait(timeout=60)
     predictions = pipeline.history()
 
-    plan = WindowPlan.from_contract(contract, hop)
+    plan = WindowPlan.of(contract, hop)
     expected_ends = list(range(plan.first_end, len(frames), hop))
     assert [p.index for p in predictions] == expected_ends
     streamed = np.stack([p.logits for p in predictions])

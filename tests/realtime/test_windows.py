@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.windows import WindowPlan
+from twostream.preprocess import WindowPlan
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.data import first_window_end, window_frames
 
 
 def test_plan_matches_the_training_window_geometry():
     contract = ModelContract(classes=GESTURE_CLASSES)
-    plan = WindowPlan.from_contract(contract)
+    plan = WindowPlan.of(contract)
     assert plan.first_end == first_window_end(contract, contract.stride) == 22
     assert plan.span == contract.window_span == 23
     for end in (22, 30, 101):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from twostream.preprocess import WindowPlan
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import ContractMismatch
 
@@ -38,7 +39,7 @@ def test_unknown_and_missing_fields():
 
 def test_window_span_counts_the_oldest_stack():
     contract = ModelContract(classes=GESTURE_CLASSES, stack_length=10, num_segments=5, stride=3)
-    assert contract.window_span == 4 * 3 + 10 + 1
+    assert WindowPlan.of(contract).span == 4 * 3 + 10 + 1
     assert contract.flow_channels == 20
 
 

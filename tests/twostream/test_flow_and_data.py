@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from realtime.flow import OpticalFlow, available_flow_methods, clip_flows, quantise_flow, stack_fields
+from twostream.preprocess import OpticalFlow, available_flow_methods, clip_flows, quantise_flow, stack_fields
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.data import Clip, ClipSet, eval_windows, make_window, window_frames
 

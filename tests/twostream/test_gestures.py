@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from realtime.flow import OpticalFlow, resize_frame
+from twostream.preprocess import OpticalFlow, resize_frame
 from twostream.contract import GESTURE_CLASSES
 from twostream.gestures import GestureStream, render_clip, trajectory
 

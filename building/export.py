@@ -1,10 +1,6 @@
 """Export the model's three parts to ONNX (opset 17, dynamic batch), with the model's
 preprocessing contract in each file's metadata, and check every export against PyTorch.
-
-    spatial.onnx   rgb (N, 3, H, W) float32 0..255          -> features (N, C, h, w) float32
-    temporal.onnx  flow (N, 2L, H, W) float32 0..255        -> features (N, C, h, w) float32
-    head.onnx      spatial_features, temporal_features
-                   (N, T, C, h, w) float32 each             -> logits (N, K) float32
+Part names, tensor names and the metadata format are engines.onnx_parts'.
 
 An fp16 graph (for TensorRT, whose strongly typed networks take their precision from the
 graph) keeps float32 inputs and outputs, so every backend keeps the same call signature.
@@ -13,7 +9,6 @@ graph) keeps float32 inputs and outputs, so every backend keeps the same call si
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,54 +16,12 @@ import onnx
 import torch
 from torch import nn
 
-from twostream.contract import ModelContract
-from twostream.errors import ContractMismatch, EngineError
+from calibration.scoring import relative_error
+from engines.onnx_parts import PARTS, SPATIAL, TEMPORAL, PartFiles, PartSpec, read_info, tag
+from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
 OPSET = 17
-META_CONTRACT = "twostream.contract"
-META_PART = "twostream.part"
-META_PRECISION = "twostream.precision"
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class PartSpec:
-    """One exported part: its name (also its file stem) and its tensor names."""
-
-    name: str
-    inputs: tuple[str, ...]
-    output: str
-
-
-SPATIAL = PartSpec("spatial", ("rgb",), "features")
-TEMPORAL = PartSpec("temporal", ("flow",), "features")
-HEAD = PartSpec("head", ("spatial_features", "temporal_features"), "logits")
-PARTS = (SPATIAL, TEMPORAL, HEAD)
-
-
-@dataclass(frozen=True)
-class PartFiles:
-    """The three files of one exported model (ONNX, OpenVINO IR .xml or TensorRT plans)."""
-
-    spatial: Path
-    temporal: Path
-    head: Path
-
-    def of(self, part: PartSpec) -> Path:
-        return getattr(self, part.name)
-
-    def as_tuple(self) -> tuple[Path, Path, Path]:
-        return (self.spatial, self.temporal, self.head)
-
-
-@dataclass(frozen=True)
-class OnnxInfo:
-    """What an exported file says about itself (its metadata_props)."""
-
-    contract: ModelContract
-    part: str
-    precision: str
 
 
 class _Part(nn.Module):
@@ -137,32 +90,6 @@ def export_parts(model: TwoStreamNet, out_dir: Path) -> PartFiles:
     return PartFiles(*(export_part(model, part, out_dir / f"{part.name}.onnx") for part in PARTS))
 
 
-def tag(path: Path, contract: ModelContract, part: str, precision: str) -> None:
-    """Write the contract, the part name and the precision into the file's metadata_props."""
-    proto = onnx.load(str(path))
-    values = {META_CONTRACT: contract.to_json(), META_PART: part, META_PRECISION: precision}
-    kept = [p for p in proto.metadata_props if p.key not in values]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in values.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "twostream"
-    onnx.save(proto, str(path))
-
-
-def read_info(path: Path) -> OnnxInfo:
-    """The contract, part and precision an exported file carries; ContractMismatch if absent."""
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise EngineError(f"{path}: not a readable ONNX file: {exc}") from exc
-    props = {p.key: p.value for p in proto.metadata_props}
-    if META_CONTRACT not in props:
-        raise ContractMismatch(f"{path}: no model contract in its ONNX metadata (not exported by this code?)")
-    return OnnxInfo(ModelContract.from_json(props[META_CONTRACT]), props.get(META_PART, "?"),
-                    props.get(META_PRECISION, "?"))
-
-
 def to_fp16(src: Path, dst: Path) -> Path:
     """An fp16 copy of an fp32 graph: weights and arithmetic in fp16, inputs and outputs still
     float32 (Cast nodes at the edges), so callers are unchanged. Metadata is carried over."""
@@ -177,16 +104,6 @@ def to_fp16(src: Path, dst: Path) -> Path:
     onnx.save(proto, str(dst))
     tag(dst, info.contract, info.part, "fp16")
     return dst
-
-
-def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
-    """max |actual - reference| / max |reference|, per sample (axis 0), worst sample.
-    Scaled per sample rather than per element: logits and features near zero would make
-    an element-wise ratio meaningless."""
-    n = reference.shape[0]
-    diff = np.abs(actual.astype(np.float64) - reference).reshape(n, -1).max(axis=1)
-    scale = np.maximum(np.abs(reference.astype(np.float64)).reshape(n, -1).max(axis=1), 1e-6)
-    return float((diff / scale).max())
 
 
 def check_export(model: TwoStreamNet, files: PartFiles, tolerance: float, batch: int = 3) -> dict[str, float]:

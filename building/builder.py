@@ -17,9 +17,10 @@ from typing import Callable
 from calibration.dataset import CalibrationSettings, build_calibration_set
 from calibration.quantize import PartInputs, QuantSettings, default_settings, part_inputs, quantize_parts
 from engines.enginedir import EngineInfo, EnginePart, TensorRTTarget, tool_versions
-from engines.onnx_export import PARTS, PartFiles, check_export, export_parts, to_fp16
+from building.export import check_export, export_parts, to_fp16
+from engines.onnx_parts import PARTS, PartFiles
 from calibration.mixed import PART_NAMES, VALIDATION_SEED, choose_parts
-from engines.parity import WindowSet, can_generate, generated_windows
+from calibration.scoring import WindowSet, can_generate, generated_windows
 from engines.tensorrt_backend import TensorRTBuildSettings
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet

@@ -1,8 +1,5 @@
 """Parity of a backend with PyTorch fp32 on held-out windows, and the accuracy cost of each
-quantised part.
-
-Every window is scored as the runtime scores it: each frame through the towers once (features
-cached per frame), then the head on T cached feature pairs at the run-time stride tau.
+quantised part. Windows are scored as the runtime scores them (calibration.scoring).
 
 Error measures (over all windows, logits (M, K)):
     max_abs_err     max |logit - reference logit|
@@ -18,85 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from calibration.scoring import Scored, WindowSet, head_logits, relative_error, score
 from engines.base import Backend
-from engines.onnx_export import relative_error
-from realtime.flow import stack_fields
-from twostream.contract import GESTURE_CLASSES, ModelContract
-from twostream.data import ClipSet, eval_windows, generate_clips, window_frames
-
-HELD_OUT_SEED = 1000  # training uses seed 0: seed 1000 never renders a training clip
-
-
-@dataclass(frozen=True)
-class WindowSet:
-    """Clips preprocessed by the runtime's flow code, and the windows (clip index, newest frame)
-    to score at the contract's stride. ``labelled``: clip labels are true classes."""
-
-    clips: ClipSet
-    pairs: tuple[tuple[int, int], ...]
-    labelled: bool
-    description: str
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([self.clips.clips[ci].label for ci, _ in self.pairs])
-
-
-def generated_windows(contract: ModelContract, clips_per_class: int = 10, per_clip: int = 5,
-                      seed: int = HELD_OUT_SEED, frames: int = 32) -> WindowSet:
-    """Held-out gesture windows: ``clips_per_class`` x 10 classes x ``per_clip`` windows."""
-    clips = generate_clips(contract, clips_per_class, seed, frames=frames)
-    pairs = tuple(eval_windows(clips, contract, per_clip))
-    return WindowSet(clips, pairs, True, f"generated: {clips_per_class} clips/class x {frames} frames, "
-                                         f"seed {seed}, {per_clip} windows per clip")
-
-
-def can_generate(contract: ModelContract) -> bool:
-    """Generated windows carry the gesture classes: only a gesture model can be scored on them."""
-    return tuple(contract.classes) == GESTURE_CLASSES
-
-
-@dataclass(frozen=True)
-class WindowFeatures:
-    """Per clip, tower features of every frame from L on: spatial and temporal (F, C, h, w)
-    (frames before L have no full flow stack and hold zeros, as in twostream.training)."""
-
-    spatial: tuple[np.ndarray, ...]
-    temporal: tuple[np.ndarray, ...]
-
-
-def tower_features(backend: Backend, windows: WindowSet, batch: int = 32) -> WindowFeatures:
-    """Run both towers of ``backend`` once over the frames of every clip."""
-    length = backend.contract.stack_length
-    spatial, temporal = [], []
-    for clip in windows.clips.clips:
-        frames = len(clip.rgb)
-        rgb = clip.rgb[length:].transpose(0, 3, 1, 2).astype(np.float32)
-        stacks = np.stack([stack_fields(clip.flow[s - length + 1:s + 1]) for s in range(length, frames)])
-        stacks = stacks.astype(np.float32)
-        s_out = np.concatenate([np.array(backend.spatial(rgb[i:i + batch])) for i in range(0, len(rgb), batch)])
-        t_out = np.concatenate([np.array(backend.temporal(stacks[i:i + batch]))
-                                for i in range(0, len(stacks), batch)])
-        pad = np.zeros((length, *s_out.shape[1:]), np.float32)
-        spatial.append(np.concatenate([pad, s_out]))
-        temporal.append(np.concatenate([pad, t_out]))
-    return WindowFeatures(tuple(spatial), tuple(temporal))
-
-
-def gather(features: WindowFeatures, windows: WindowSet, contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
-    """Head inputs of every window: spatial and temporal (M, T, C, h, w)."""
-    s, t = [], []
-    for ci, end in windows.pairs:
-        frames = window_frames(end, contract, contract.stride)
-        s.append(features.spatial[ci][frames])
-        t.append(features.temporal[ci][frames])
-    return np.stack(s), np.stack(t)
-
-
-def head_logits(backend: Backend, s: np.ndarray, t: np.ndarray, batch: int = 64) -> np.ndarray:
-    """(M, T, C, h, w) x 2 -> logits (M, K), in batches."""
-    return np.concatenate([np.array(backend.head(s[i:i + batch], t[i:i + batch]))
-                           for i in range(0, len(s), batch)])
 
 
 @dataclass(frozen=True)
@@ -171,22 +91,6 @@ def _failures(report: ParityReport) -> tuple[str, ...]:
     if limits.max_top1_drop is not None and drop is not None and drop > limits.max_top1_drop + 1e-9:
         out.append(f"held-out top-1 fell {100 * drop:.2f} points (limit {100 * limits.max_top1_drop:g})")
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One backend's features and logits over a window set (reused between comparisons)."""
-
-    features: WindowFeatures
-    s: np.ndarray  # (M, T, C, h, w)
-    t: np.ndarray
-    logits: np.ndarray  # (M, K)
-
-
-def score(backend: Backend, windows: WindowSet) -> Scored:
-    features = tower_features(backend, windows)
-    s, t = gather(features, windows, backend.contract)
-    return Scored(features, s, t, head_logits(backend, s, t))
 
 
 def _feature_rel_err(candidate: tuple[np.ndarray, ...], reference: tuple[np.ndarray, ...], length: int) -> float:

@@ -1,0 +1,227 @@
+"""The preprocessing contract, carried out: every step between a decoded frame and a model input.
+
+Training, evaluation, calibration, parity, the naive baseline and the runtime's flow stage all
+call these functions and none re-implements a step, so training sees exactly what inference sees
+(tests/twostream/test_preprocess.py checks every consumer bit for bit on the same frames).
+
+    frame    BGR uint8 (h, w, 3), any size
+             -> resized whole (no crop, INTER_AREA) to (H, W) = contract.input_size
+             -> rgb planes (3, H, W) uint8 and grey (H, W) uint8          resize_frame
+    pair     grey i-1, grey i -> displacement (H, W, 2) float32 px        OpticalFlow
+             -> clipped to ±bound, quantised to uint8 planes (2, H, W):
+                q = clip(round(f * 128 / bound) + 128, 0, 255)            quantise_flow
+    field 0  a stream's first frame has no predecessor: zero motion, all 128
+    stack    fields s-L+1 .. s, (L, 2, H, W) -> (2L, H, W), channels x0, y0, x1, y1, ...
+             oldest first: a reshape, so a stack of consecutive stored fields is a view
+    window   ending at frame e: T frames e-(T-1)tau, ..., e, each with its own stack  WindowPlan
+
+Everything is planar (channel-first) from the start: a clip is rgb (F, 3, H, W) and flow
+(F, 2, H, W), the runtime's rings hold the same slots, and a tower input is a slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from twostream.contract import FLOW_METHODS, ModelContract
+from twostream.errors import ContractMismatch
+
+_DIS_PRESETS = {
+    "dis-ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+NO_MOTION = 128  # the quantised value of zero displacement
+
+
+def available_flow_methods() -> tuple[str, ...]:
+    """Methods this OpenCV build provides (TV-L1 needs opencv-contrib)."""
+    has_tvl1 = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
+    return tuple(m for m in FLOW_METHODS if m != "tvl1" or has_tvl1)
+
+
+class OpticalFlow:
+    """Dense flow between two grey uint8 frames (H, W) -> float32 (H, W, 2) in pixels.
+
+    Holds OpenCV state (DIS keeps buffers), so use one instance per thread.
+    """
+
+    def __init__(self, method: str):
+        if method not in FLOW_METHODS:
+            raise ContractMismatch(f"unknown flow method {method!r}; choose from {FLOW_METHODS}")
+        if method not in available_flow_methods():
+            raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
+                                   f"(available: {', '.join(available_flow_methods())})")
+        self.method = method
+        if method in _DIS_PRESETS:
+            self._impl = cv2.DISOpticalFlow_create(_DIS_PRESETS[method])
+        elif method == "tvl1":
+            self._impl = cv2.optflow.DualTVL1OpticalFlow_create()
+        else:
+            self._impl = None
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        if self._impl is None:  # Farneback, OpenCV's documented example parameters
+            return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        return self._impl.calc(prev, cur, None)
+
+
+def resize_frame(bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """BGR uint8 (h, w, 3) of any size -> (rgb planes uint8 (3, H, W), grey uint8 (H, W)),
+    size = (H, W)."""
+    height, width = size
+    small = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
+    return np.ascontiguousarray(rgb), cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+
+def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
+    """float (H, W, 2) px -> uint8 planes (2, H, W): q = clip(round(f * 128 / bound) + 128, 0, 255)."""
+    scaled = np.rint(flow * (128.0 / bound)) + float(NO_MOTION)
+    return np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8).transpose(2, 0, 1))
+
+
+def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound: float) -> np.ndarray:
+    """The quantised field between two resized grey frames (H, W): uint8 planes (2, H, W)."""
+    return quantise_flow(flow(prev_grey, grey), bound)
+
+
+def no_motion(size: tuple[int, int]) -> np.ndarray:
+    """The field of a frame without a predecessor: uint8 planes (2, H, W), all NO_MOTION."""
+    return np.full((2, *size), NO_MOTION, np.uint8)
+
+
+def stack_fields(fields: np.ndarray) -> np.ndarray:
+    """L fields (L, 2, H, W) -> one temporal-tower input (2L, H, W), channels x0, y0, x1, y1,
+    ... oldest first. A reshape: a contiguous run of stored fields stays a view."""
+    length, _, height, width = fields.shape
+    return fields.reshape(2 * length, height, width)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """How flow is computed at run time: normally the contract's own method and size; they
+    differ only when a user explicitly allowed a contract mismatch."""
+
+    method: str
+    size: tuple[int, int]  # (H, W)
+    bound: float
+
+    @classmethod
+    def of(cls, contract: ModelContract) -> "FlowSpec":
+        return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound)
+
+
+class FlowTracker:
+    """One stream's flow state: feed frames in order, get each frame's rgb planes and its
+    quantised field (flow from the previous frame; zero motion for the first).
+
+    Holds an OpticalFlow, so one tracker per thread (and per stream)."""
+
+    def __init__(self, spec: FlowSpec):
+        self.spec = spec
+        self._flow = OpticalFlow(spec.method)
+        self._no_motion = no_motion(spec.size)
+        self._prev_grey: np.ndarray | None = None
+
+    def push(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BGR (h, w, 3) -> (rgb (3, H, W) uint8, field (2, H, W) uint8)."""
+        rgb, grey = resize_frame(bgr, self.spec.size)
+        if self._prev_grey is None:
+            field = self._no_motion
+        else:
+            field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound)
+        self._prev_grey = grey
+        return rgb, field
+
+    def reset(self) -> None:
+        """Forget the previous frame: the next one starts a new stream (zero motion)."""
+        self._prev_grey = None
+
+
+def preprocess_clip(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """BGR frames (F, h, w, 3) of any size -> rgb (F, 3, H, W) and flow (F, 2, H, W), uint8."""
+    tracker = FlowTracker(spec)
+    pairs = [tracker.push(frame) for frame in frames_bgr]
+    if not pairs:
+        height, width = spec.size
+        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def tower_inputs(rgb: np.ndarray, flow: np.ndarray, frames, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The towers' float32 inputs for clip frames ``frames`` (each >= L): spatial (N, 3, H, W)
+    from rgb (F, 3, H, W); temporal (N, 2L, H, W), each frame's L-field stack from flow (F, 2, H, W)."""
+    frames = np.asarray(frames, np.int64)
+    if len(frames) and frames.min() < length:
+        raise ContractMismatch(f"frame {int(frames.min())} has no full {length}-field flow stack")
+    stacks = np.stack([stack_fields(flow[s - length + 1:s + 1]) for s in frames]) if len(frames) else \
+        np.zeros((0, 2 * length, *flow.shape[2:]), np.uint8)
+    return rgb[frames].astype(np.float32), stacks.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which frames a window samples, and which windows a stream scores.
+
+    Positions are frame numbers from the start of a clip or stream (``seq`` at run time). A
+    window ending at frame e samples T frames at stride tau, oldest first,
+        e - (T-1)*tau, ..., e - tau, e
+    and sampled frame s reads the rgb of s and the fields s-L+1 .. s (field i = flow(i-1 -> i)),
+    so it needs frames s-L .. s. Field 0 is not real motion, hence the first complete window
+    ends at e = (T-1)*tau + L. A stream scores every ``hop``-th window from there.
+    """
+
+    segments: int  # T
+    stride: int  # tau
+    stack_length: int  # L
+    hop: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.segments, self.stride, self.stack_length, self.hop) < 1:
+            raise ContractMismatch(f"window plan needs T, tau, L and hop >= 1, got {self}")
+
+    @classmethod
+    def of(cls, contract: ModelContract, hop: int = 1, stride: int | None = None) -> "WindowPlan":
+        """The contract's plan; ``stride`` overrides tau (training draws it at random)."""
+        return cls(contract.num_segments, stride or contract.stride, contract.stack_length, hop)
+
+    @property
+    def first_end(self) -> int:
+        """The newest frame of the first complete window."""
+        return (self.segments - 1) * self.stride + self.stack_length
+
+    @property
+    def span(self) -> int:
+        """Frames one window reads, oldest flow input to newest frame."""
+        return self.first_end + 1
+
+    @property
+    def reach(self) -> int:
+        """Frames from the oldest sampled frame to the newest, inclusive (feature history)."""
+        return (self.segments - 1) * self.stride + 1
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(T,) int64 offsets of the sampled frames from the newest, oldest first."""
+        return np.arange(-(self.segments - 1) * self.stride, 1, self.stride, dtype=np.int64)
+
+    def sampled(self, end: int) -> np.ndarray:
+        """(T,) frames the window ending at ``end`` samples, oldest first."""
+        return self.offsets + end
+
+    def is_scored(self, seq: int) -> bool:
+        return seq >= self.first_end and (seq - self.first_end) % self.hop == 0
+
+    def needs_features(self, seq: int) -> bool:
+        """True if some scored window samples frame ``seq`` (then its towers run, once)."""
+        return any(self.is_scored(seq + j * self.stride) for j in range(self.segments))
+
+    def spread_ends(self, frames: int, count: int) -> list[int]:
+        """Up to ``count`` window ends evenly spread over a clip of ``frames`` frames."""
+        if frames - 1 < self.first_end:
+            return []
+        return [int(e) for e in np.unique(np.linspace(self.first_end, frames - 1, count).round().astype(int))]
