@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from twostream.errors import RecognizerError, SourceError  # noqa: E402
+from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
 
@@ -185,7 +185,9 @@ def pick_naive_threads(backend, clip: Path) -> int:
     from realtime.naive import NaiveScorer  # noqa: F401 - same code path as run_naive
 
     best, best_fps = 1, 0.0
-    probe_frames = 22 + 1 + 4  # the first complete window and a few more
+    from twostream.preprocess import WindowPlan
+
+    probe_frames = WindowPlan.of(backend.contract).span + 4  # the first complete window and a few more
     for threads in (1, 2):
         run_naive(backend, clip, probe_frames, threads)  # warm the thread pool up
         fps, _, _ = run_naive(backend, clip, probe_frames, threads)
@@ -197,7 +199,13 @@ def pick_naive_threads(backend, clip: Path) -> int:
 def bench(args: argparse.Namespace) -> dict:
     import torch
 
+    from twostream.preprocess import WindowPlan
+
     backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision)
+    span = WindowPlan.of(backend.contract).span
+    if args.frames < span + 7 or 0 < args.naive_frames < span + 7:
+        raise DataError(f"--frames and --naive-frames must be >= {span + 7}: a window of this model spans "
+                        f"{span} frames, and a rate needs a few windows")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         clip = Path(tmp) / "clip.mp4"
         write_clip(clip, args.frames, args.size, args.seed)
@@ -246,9 +254,6 @@ def bench(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.frames < 30 or 0 < args.naive_frames < 30:
-        print("error: --frames and --naive-frames must be >= 30 (a window spans 23 frames)", file=sys.stderr)
-        return 2
     try:
         result = bench(args)
     except RecognizerError as exc:

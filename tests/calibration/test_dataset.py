@@ -17,9 +17,9 @@ from realtime.rings import FlowRing, FrameRing
 from realtime.sources import DemoSource, ImageFolderSource, VideoFileSource
 from realtime.stage import Control
 from twostream.contract import GESTURE_CLASSES, ModelContract
-from twostream.data import first_window_end
 from twostream.errors import DataError, SourceError
 from twostream.gestures import GestureStream
+from twostream.preprocess import FlowSpec, WindowPlan
 
 CONTRACT = ModelContract(classes=GESTURE_CLASSES, input_size=(64, 64), stack_length=3, num_segments=3, stride=2)
 
@@ -50,7 +50,7 @@ def _through_the_flow_stage(frames: list[np.ndarray]) -> tuple[FrameRing, FlowRi
         inbox.put(Frame(i, float(i), bgr, 0.0), 0.1)
     inbox.close()
     frame_ring, flow_ring = FrameRing(len(frames), size), FlowRing(len(frames), size)
-    FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, CONTRACT.flow_method, size, CONTRACT.flow_bound).loop()
+    FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, FlowSpec.of(CONTRACT)).loop()
     return frame_ring, flow_ring
 
 
@@ -65,13 +65,14 @@ def test_frames_fields_and_stacks_equal_the_runtimes(video):
     frame_ring, flow_ring = _through_the_flow_stage(decoded)
     clip = calibration.clips.clips[0]
     assert len(clip.rgb) == len(decoded) == 30
-    np.testing.assert_array_equal(clip.rgb.transpose(0, 3, 1, 2), frame_ring.window(29, 30))
-    np.testing.assert_array_equal(clip.flow.transpose(0, 3, 1, 2), flow_ring.window(29, 30))
+    np.testing.assert_array_equal(clip.rgb, frame_ring.window(29, 30))
+    np.testing.assert_array_equal(clip.flow, flow_ring.window(29, 30))
     length = CONTRACT.stack_length
-    stacks = calibration.flow(length)
+    rgb, stacks = calibration.tower_inputs(length)
     for row, (_, frame) in enumerate(calibration.tower_frames):
         np.testing.assert_array_equal(stacks[row], flow_ring.stack(frame, length))
-    assert calibration.rgb().dtype == stacks.dtype == np.float32
+        np.testing.assert_array_equal(rgb[row], frame_ring.rgb(frame))
+    assert rgb.dtype == stacks.dtype == np.float32
 
 
 def test_samples_are_spread_and_need_full_stacks_and_windows(video):
@@ -80,7 +81,7 @@ def test_samples_are_spread_and_need_full_stacks_and_windows(video):
     frames = [f for _, f in calibration.tower_frames]
     ends = [e for _, e in calibration.windows]
     assert len(frames) == 10 and min(frames) == CONTRACT.stack_length and max(frames) == 29
-    assert len(ends) == 5 and min(ends) == first_window_end(CONTRACT, CONTRACT.stride) and max(ends) == 29
+    assert len(ends) == 5 and min(ends) == WindowPlan.of(CONTRACT).first_end and max(ends) == 29
 
 
 def test_sources_are_the_runtimes_own(video, tmp_path):
@@ -106,7 +107,7 @@ def test_sources_are_the_runtimes_own(video, tmp_path):
 
 def test_the_demo_stream_calibrates(tmp_path):
     clip = read_clip(expand_source("demo", CalibrationSettings())[0], CONTRACT, 12)
-    assert clip.rgb.shape == (12, 64, 64, 3) and clip.flow.shape == (12, 64, 64, 2)
+    assert clip.rgb.shape == (12, 3, 64, 64) and clip.flow.shape == (12, 2, 64, 64)
 
 
 @pytest.mark.parametrize("make, error, words", [

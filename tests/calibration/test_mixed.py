@@ -7,7 +7,8 @@ import pytest
 
 from calibration.mixed import VALIDATION_SEED, choose_parts, mixed_logits
 from engines.auto import construct
-from calibration.scoring import HELD_OUT_SEED, generated_windows, score
+from calibration.scoring import generated_windows, score
+from twostream import seeds
 from engines.torch_backend import TorchBackend
 from tests.engines.conftest import SMALL, build
 
@@ -44,4 +45,4 @@ def test_mixed_logits_take_each_part_from_where_it_is_chosen(setup):
 
 
 def test_validation_windows_are_never_the_held_out_ones():
-    assert VALIDATION_SEED not in (0, HELD_OUT_SEED, 2000)
+    assert VALIDATION_SEED not in (seeds.TRAIN, seeds.HELD_OUT, seeds.DEMO_CALIBRATION)

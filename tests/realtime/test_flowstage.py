@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from realtime.channel import Channel
-from twostream.preprocess import OpticalFlow, available_flow_methods, clip_flows, resize_frame
 from realtime.flowstage import FlowSettings, FlowStage
 from realtime.messages import Frame
 from realtime.rings import FlowRing, FrameRing
 from realtime.stage import Control
 from twostream.errors import ContractMismatch
+from twostream.preprocess import FlowSpec, available_flow_methods, preprocess_clip
 
 
 def test_defaults_come_from_the_contract(contract):
-    assert FlowSettings().resolve(contract) == (contract.flow_method, contract.input_size)
+    assert FlowSettings().resolve(contract) == FlowSpec.of(contract)
 
 
 @pytest.mark.parametrize("settings, problem", [
@@ -32,29 +32,27 @@ def test_a_mismatch_is_refused_without_the_flag(contract, settings, problem):
 def test_an_allowed_mismatch_warns_loudly(contract):
     warnings = []
     settings = FlowSettings(method="dis-fast", allow_contract_mismatch=True)
-    assert settings.resolve(contract, warnings.append) == ("dis-fast", contract.input_size)
+    assert settings.resolve(contract, warnings.append) == FlowSpec("dis-fast", contract.input_size, contract.flow_bound)
     assert len(warnings) == 1 and warnings[0].startswith("WARNING") and "dis-fast" in warnings[0]
 
 
 def test_tvl1_is_offered_with_opencv_contrib(contract):
     assert "tvl1" in available_flow_methods()
-    assert FlowSettings("tvl1", allow_contract_mismatch=True).resolve(contract, lambda m: None)[0] == "tvl1"
+    assert FlowSettings("tvl1", allow_contract_mismatch=True).resolve(contract, lambda m: None).method == "tvl1"
 
 
 def test_fields_in_the_ring_are_bit_equal_to_training_flow(contract, short_clip):
     frames = short_clip[0][:20]
-    size, bound = contract.input_size, contract.flow_bound
+    size = contract.input_size
     inbox, outbox = Channel(len(frames)), Channel(len(frames))
     for i, bgr in enumerate(frames):
         inbox.put(Frame(i, float(i), bgr, 0.0), 0.1)
     inbox.close()
     frame_ring, flow_ring = FrameRing(len(frames), size), FlowRing(len(frames), size)
-    stage = FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, contract.flow_method, size, bound)
+    stage = FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, FlowSpec.of(contract))
     stage.loop()  # in this thread: runs until the inbox is drained
 
-    resized = [resize_frame(f, size) for f in frames]
-    expected = clip_flows(np.stack([g for _, g in resized]), OpticalFlow(contract.flow_method), bound)
-    got = flow_ring.window(len(frames) - 1, len(frames)).transpose(0, 2, 3, 1)
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(frame_ring.rgb(5).transpose(1, 2, 0), resized[5][0])
+    rgb, flow = preprocess_clip(frames, FlowSpec.of(contract))
+    np.testing.assert_array_equal(flow_ring.window(len(frames) - 1, len(frames)), flow)
+    np.testing.assert_array_equal(frame_ring.window(len(frames) - 1, len(frames)), rgb)
     assert [outbox.get(0.1).seq for _ in frames] == list(range(len(frames)))

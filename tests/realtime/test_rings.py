@@ -6,27 +6,26 @@ import numpy as np
 import pytest
 
 from realtime.errors import PipelineError
-from twostream.preprocess import stack_fields
 from realtime.rings import FeatureCache, FlowRing, FrameRing, Ring
 
 
 def _field(seq: int, size=(4, 5)) -> np.ndarray:
-    """A recognisable (H, W, 2) uint8 field for frame ``seq``."""
-    field = np.empty((*size, 2), np.uint8)
-    field[..., 0] = seq % 256
-    field[..., 1] = (seq * 7 + 1) % 256
+    """A recognisable (2, H, W) uint8 field for frame ``seq``: x plane, y plane."""
+    field = np.empty((2, *size), np.uint8)
+    field[0] = seq % 256
+    field[1] = (seq * 7 + 1) % 256
     return field
 
 
 @pytest.mark.parametrize("capacity", [3, 7, 12])
-def test_flow_stack_equals_stack_fields_across_wraparound(capacity):
+def test_flow_stack_interleaves_x_and_y_oldest_first_across_wraparound(capacity):
     length = 3
     ring = FlowRing(capacity, (4, 5))
     fields = [_field(seq) for seq in range(40)]
     for seq, field in enumerate(fields):
-        ring.write(seq, field.transpose(2, 0, 1))
+        ring.write(seq, field)
         if seq >= length - 1:
-            expected = stack_fields(np.stack(fields[seq - length + 1:seq + 1]))
+            expected = np.concatenate(fields[seq - length + 1:seq + 1])  # x, y of each, oldest first
             stack = ring.stack(seq, length)
             np.testing.assert_array_equal(stack, expected)
             assert stack.base is not None  # a view into the ring, no copy

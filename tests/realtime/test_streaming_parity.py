@@ -9,30 +9,23 @@ import pytest
 import torch
 
 from engines.torch_backend import TorchBackend
-from twostream.preprocess import OpticalFlow, clip_flows, resize_frame, stack_fields
 from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.scorer import ScorerSettings
 from realtime.sources import ArraySource
-from twostream.preprocess import WindowPlan
+from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip, tower_inputs
 
 
 def offline_logits(model, frames: np.ndarray, ends: list[int]) -> np.ndarray:
-    """Reference: for each window end e, build the window the way training does (resize,
-    clip_flows over the whole clip, stack_fields) and run the full model. -> (len(ends), K)."""
+    """Reference: for each window end e, build the window the way training does (the whole clip
+    preprocessed at once, each sampled frame's tower inputs) and run the full model. -> (len(ends), K)."""
     contract = model.contract
-    size = contract.input_size
-    resized = [resize_frame(f, size) for f in frames]
-    rgb = np.stack([r for r, _ in resized])
-    grey = np.stack([g for _, g in resized])
-    fields = clip_flows(grey, OpticalFlow(contract.flow_method), contract.flow_bound)
-    length, tau, segments = contract.stack_length, contract.stride, contract.num_segments
+    rgb, fields = preprocess_clip(frames, FlowSpec.of(contract))
+    plan = WindowPlan.of(contract)
     out = []
     for end in ends:
-        sampled = [end - (segments - 1 - j) * tau for j in range(segments)]
-        rgb_window = np.stack([rgb[s].transpose(2, 0, 1) for s in sampled])
-        flow_window = np.stack([stack_fields(fields[s - length + 1:s + 1]) for s in sampled])
+        rgb_window, flow_window = tower_inputs(rgb, fields, plan.sampled(end), contract.stack_length)
         with torch.inference_mode():
-            logits = model(torch.from_numpy(rgb_window[None]).float(), torch.from_numpy(flow_window[None]).float())
+            logits = model(torch.from_numpy(rgb_window[None]), torch.from_numpy(flow_window[None]))
         out.append(logits[0].numpy())
     return np.stack(out)
 

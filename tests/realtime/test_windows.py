@@ -1,4 +1,5 @@
-"""Window geometry: the same frames training samples, scored every hop frames."""
+"""Window geometry (twostream.preprocess.WindowPlan): the frames a window samples, scored every
+hop frames; training, evaluation and the runtime all read it from there."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ import pytest
 
 from twostream.preprocess import WindowPlan
 from twostream.contract import GESTURE_CLASSES, ModelContract
-from twostream.data import first_window_end, window_frames
 
 
-def test_plan_matches_the_training_window_geometry():
+def test_plan_of_the_default_contract():
     contract = ModelContract(classes=GESTURE_CLASSES)
     plan = WindowPlan.of(contract)
-    assert plan.first_end == first_window_end(contract, contract.stride) == 22
-    assert plan.span == contract.window_span == 23
-    for end in (22, 30, 101):
-        assert plan.sampled(end).tolist() == window_frames(end, contract, contract.stride)
+    assert plan.first_end == 22 and plan.span == 23 and plan.reach == 13
+    assert plan.sampled(30).tolist() == [18, 21, 24, 27, 30]
+    assert WindowPlan.of(contract, stride=2).sampled(30).tolist() == [22, 24, 26, 28, 30]
+    assert plan.spread_ends(30, 3) == [22, 26, 29] and plan.spread_ends(22, 3) == []
 
 
 @pytest.mark.parametrize(
