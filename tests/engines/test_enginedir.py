@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engines.auto import Choice, Runtimes, choose_backend, open_model
+from building.load import open_model
+from engines.auto import Choice, Runtimes, choose_backend
 from engines.enginedir import (ENGINE_JSON, TensorRTTarget, read_engine, staged_output, write_info)
 from engines.onnx_parts import tag
 from tests.engines.conftest import SMALL, build
