@@ -39,6 +39,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from cli import configure_logging  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
@@ -182,8 +183,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # one line per prediction, as it happens
 
     try:
-        pipeline = Pipeline(source, backend, settings, on_prediction=emit,
-                            warn=lambda message: print(message, file=sys.stderr))
+        pipeline = Pipeline(source, backend, settings, on_prediction=emit)
     except BaseException:
         source.close()
         raise
@@ -255,6 +255,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()  # the contract-mismatch warning, engine-build progress: stderr
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run(args)

@@ -33,6 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from cli import configure_logging  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
@@ -254,6 +255,7 @@ def bench(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()  # engine-build progress of --backend onnxruntime/openvino: stderr
     try:
         result = bench(args)
     except RecognizerError as exc:

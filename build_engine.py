@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from cli import configure_logging, verbosity
 from twostream.errors import DataError, EngineError, RecognizerError
 
 EXIT_ERROR = 2
+logger = logging.getLogger("build_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames read per --heldout source (the demo stream plays in real time: 40 s)")
     parser.add_argument("--heldout-clips-per-class", type=int, default=10)
     parser.add_argument("--per-clip", type=int, default=5, help="parity windows per held-out clip")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (warnings only)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also debug lines on stderr")
     return parser
 
 
@@ -76,7 +80,7 @@ def _heldout(args, contract):
     return generated_windows(contract, args.heldout_clips_per_class, args.per_clip)
 
 
-def build(args: argparse.Namespace, log) -> dict:
+def build(args: argparse.Namespace) -> dict:
     from calibration.dataset import CalibrationSettings
     from calibration.quantize import default_settings
     from engines.auto import construct
@@ -102,8 +106,8 @@ def build(args: argparse.Namespace, log) -> dict:
         int8_parts=args.int8_parts)
     out = args.out or args.model.with_name(f"{args.model.stem}.{args.backend}-{args.precision}")
     with staged_output(out) as staging:
-        built = build_parts(model, staging, settings, log)
-        log("parity: held-out windows vs PyTorch fp32")
+        built = build_parts(model, staging, settings)
+        logger.info("parity: held-out windows vs PyTorch fp32")
         windows = _heldout(args, model.contract)
         # One torch thread: measured 4.2-4.6 ms per temporal-tower frame against 18.5 with two
         # spinning OpenMP threads on a busy 2-core machine.
@@ -125,7 +129,7 @@ def build(args: argparse.Namespace, log) -> dict:
         if not report.passed:
             raise EngineError(f"parity below thresholds ({'; '.join(report.failures)}); engine not written")
         write_info(staging, replace(built.info, parity=report.to_dict()))
-    log(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return result
 
 
@@ -133,13 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # the clip generator's progress bars
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(f"build: {message}", file=sys.stderr, flush=True)
-
+    configure_logging(verbosity(args.quiet, args.verbose), prefix="build: ")
     try:
-        build(args, log)
+        build(args)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from cli import configure_logging
+from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
@@ -30,8 +33,7 @@ from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import STAGES, TrainSettings, clip_features, evaluate, train_head, train_towers
 
-HEAD_SEED_OFFSET = 500  # the fusion head's generated clips: seed + 500
-DEFAULT_EVAL_SEED_OFFSET = 1000  # held-out clips come from seed + 1000: never a training clip
+logger = logging.getLogger("train")
 
 
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int):
@@ -48,13 +50,13 @@ def fit(args) -> dict:
         model = build_model(checkpoint).train()
         state = checkpoint.train_state or {"stage": "towers", "epoch": 0}
         history = list(checkpoint.metrics.get("history", []))
-        print(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}", file=sys.stderr)
+        logger.info(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}")
     elif args.init:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
         state = {"stage": "towers", "epoch": 0}
         history = []
-        print(f"fine-tuning from {args.init}", file=sys.stderr)
+        logger.info(f"fine-tuning from {args.init}")
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
         contract = ModelContract(
@@ -71,7 +73,7 @@ def fit(args) -> dict:
                              samples_per_clip=args.samples_per_clip, seed=args.seed)
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
               "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
-                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + HEAD_SEED_OFFSET}), "
+                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
                                     f"{args.frames} frames each")}
     if args.init:  # the weights' own history, so the card shows every command that made them
         recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
@@ -97,14 +99,14 @@ def fit(args) -> dict:
         # training clips the spatial tower recognises the memorised scenes, the head learns
         # to trust that, and on new scenes fused fell below the temporal tower alone.
         # A --data folder has no clips to spare, so its train split serves both stages.
-        head_clips = _clips(args, contract, "train", args.seed + HEAD_SEED_OFFSET, args.head_clips_per_class)
+        head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class)
         feats = clip_features(model, head_clips, desc="cache tower features")
         del head_clips
         train_head(model, feats, settings, state["epoch"],
                    lambda e, f: checkpoint_after("head", e, settings.head_epochs, f))
         del feats
     model.eval()
-    held_out_seed = args.seed + DEFAULT_EVAL_SEED_OFFSET
+    held_out_seed = args.seed + seeds.HELD_OUT_OFFSET
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
     report = evaluate(model, held_out, per_clip=args.per_clip)
     report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
@@ -177,7 +179,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)
     e.add_argument("--model", required=True)
-    data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
+    data_args(e, clips_per_class=40, seed=seeds.HELD_OUT)
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
@@ -191,6 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    configure_logging()
     try:
         result = args.run(args)
     except RecognizerError as exc:
