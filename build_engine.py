@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cli import configure_logging, verbosity
+from twostream import seeds
 from twostream.errors import DataError, EngineError, RecognizerError
 
 EXIT_ERROR = 2
@@ -52,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--int8-parts", default="auto", metavar="auto|PARTS",
                         help="int8: which parts to quantise, e.g. 'spatial,temporal,head' (auto: all, then "
                              "the costliest back to fp32 until >= 99%% top-1 agreement with fp32 on "
-                             "validation windows, seed 3000, never the held-out ones)")
+                             f"validation windows, seed {seeds.VALIDATION}, never the held-out ones)")
     parser.add_argument("--heldout", metavar="SRC",
                         help="parity windows from this source (unlabelled: agreement only); default for "
-                             "gesture models: generated held-out clips (seed 1000)")
+                             f"gesture models: generated held-out clips (seed {seeds.HELD_OUT})")
     parser.add_argument("--heldout-frames", type=int, default=1000,
                         help="frames read per --heldout source (the demo stream plays in real time: 40 s)")
     parser.add_argument("--heldout-clips-per-class", type=int, default=10)
@@ -72,7 +73,7 @@ def _heldout(args, contract):
     if args.heldout:
         # Read like calibration data, but every window counts (no sub-sampling).
         cal = build_calibration_set([args.heldout], contract, CalibrationSettings(
-            frames_per_source=args.heldout_frames, head_windows=10**9, demo_seed=1000))
+            frames_per_source=args.heldout_frames, head_windows=10**9, demo_seed=seeds.HELD_OUT))
         return WindowSet(cal.clips, cal.windows, False, f"{args.heldout} (unlabelled)")
     if not can_generate(contract):
         raise DataError("this model's classes are not the generated gestures: give --heldout SRC "

@@ -19,9 +19,10 @@ from calibration.quantize import PartInputs, QuantSettings, default_settings, pa
 from engines.enginedir import EngineInfo, EnginePart, TensorRTTarget, tool_versions
 from building.export import check_export, export_parts, to_fp16
 from engines.onnx_parts import PARTS, PartFiles
-from calibration.mixed import PART_NAMES, VALIDATION_SEED, choose_parts
+from calibration.mixed import PART_NAMES, choose_parts
 from calibration.scoring import WindowSet, can_generate, generated_windows
 from engines.tensorrt_backend import TensorRTBuildSettings
+from twostream import seeds
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
@@ -130,7 +131,7 @@ def _quantise(model: TwoStreamNet, fp32: PartFiles, work: Path, settings: BuildS
         return _mix(int8, fp32, wanted), _precisions(wanted), f"int8 parts: {settings.int8_parts} (asked for)"
     if can_generate(model.contract):
         windows = generated_windows(model.contract, settings.validation_clips_per_class, per_clip=5,
-                                    seed=VALIDATION_SEED)
+                                    seed=seeds.VALIDATION)
     else:
         windows = WindowSet(calibration.clips, calibration.windows, False, "calibration windows")
     # ONNX Runtime's int8 kernels compute 7-bit-weight graphs exactly; full-range ones
