@@ -26,7 +26,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from cli import configure_logging, verbosity
+from cli import configure_logging, default_of, verbosity
 from twostream import seeds
 from twostream.errors import DataError, EngineError, RecognizerError
 
@@ -35,6 +35,11 @@ logger = logging.getLogger("build_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Defaults come from the settings dataclasses, the one place they are written.
+    from building.settings import BuildSettings
+    from calibration.dataset import CalibrationSettings
+    from calibration.quantize import CALIBRATION_METHODS, QuantSettings
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="checkpoint (.pt) written by train.py")
     parser.add_argument("--backend", required=True, choices=("tensorrt", "openvino", "onnxruntime"))
@@ -44,15 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "recursively) or 'demo'; repeat for several (default for gesture models: demo)")
     parser.add_argument("--out", type=Path, help="engine directory (default: next to the model, "
                                                  "<model>.<backend>-<precision>)")
-    parser.add_argument("--calib-frames", type=int, default=240, help="frames read per calibration source")
-    parser.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    parser.add_argument("--calib-frames", type=int, default=CalibrationSettings().frames_per_source,
+                        help="frames read per calibration source (default %(default)s)")
+    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=QuantSettings().method)
     parser.add_argument("--symmetric", action="store_true",
                         help="int8 for onnxruntime/openvino: symmetric activations, the Q/DQ graph TensorRT "
                              "also reads (default there: unsigned activations, more accurate; see "
                              "calibration/quantize.py)")
-    parser.add_argument("--int8-parts", default="auto", metavar="auto|PARTS",
+    parser.add_argument("--int8-parts", default=default_of(BuildSettings, "int8_parts"), metavar="auto|PARTS",
                         help="int8: which parts to quantise, e.g. 'spatial,temporal,head' (auto: all, then "
-                             "the costliest back to fp32 until >= 99%% top-1 agreement with fp32 on "
+                             "the costliest back to fp32 until >= "
+                             f"{100 * default_of(BuildSettings, 'min_agreement'):g}%% top-1 agreement with fp32 on "
                              f"validation windows, seed {seeds.VALIDATION}, never the held-out ones)")
     parser.add_argument("--heldout", metavar="SRC",
                         help="parity windows from this source (unlabelled: agreement only); default for "
@@ -85,7 +92,8 @@ def build(args: argparse.Namespace) -> dict:
     from calibration.dataset import CalibrationSettings
     from calibration.quantize import default_settings
     from engines.auto import construct
-    from building.builder import BuildSettings, build_parts, check_available
+    from building.builder import build_parts, check_available
+    from building.settings import BuildSettings
     from engines.enginedir import staged_output, write_info
     from building.parity import parity_report, part_costs
     from calibration.scoring import can_generate, score

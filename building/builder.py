@@ -14,40 +14,19 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibration.dataset import CalibrationSettings, build_calibration_set
-from calibration.quantize import PartInputs, QuantSettings, default_settings, part_inputs, quantize_parts
+from building.settings import BUILD_BACKENDS, BUILD_PRECISIONS, BuildSettings
+from calibration.dataset import build_calibration_set
+from calibration.quantize import PartInputs, default_settings, part_inputs, quantize_parts
 from engines.enginedir import EngineInfo, EnginePart, TensorRTTarget, tool_versions
 from building.export import check_export, export_parts, to_fp16
 from engines.onnx_parts import PARTS, PartFiles
 from calibration.mixed import PART_NAMES, choose_parts
 from calibration.scoring import WindowSet, can_generate, generated_windows
-from engines.tensorrt_backend import TensorRTBuildSettings
 from twostream import seeds
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
 logger = logging.getLogger(__name__)  # progress, one line per step
-
-BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime")
-BUILD_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    backend: str
-    precision: str
-    calib: tuple[str, ...] = ()  # calibration sources (int8): video files, folders, 'demo'
-    calibration: CalibrationSettings = CalibrationSettings()
-    quant: QuantSettings | None = None  # None: calibration.quantize.default_settings(backend)
-    # 'auto': parts go back to fp32, costliest first, until the model agrees with fp32 on
-    # ``min_agreement`` of the validation windows (calibration.mixed); or e.g. 'spatial,head'.
-    int8_parts: str = "auto"
-    min_agreement: float = 0.99
-    validation_clips_per_class: int = 10  # x 10 classes x 5 windows = 500 validation windows
-    export_tolerance: float = 1e-4  # fp32 ONNX vs PyTorch, relative
-    fp16_tolerance: float = 5e-2  # fp16 graph vs PyTorch fp32, relative
-    tensorrt: TensorRTBuildSettings = TensorRTBuildSettings()
-
 
 @dataclass(frozen=True)
 class Built:
