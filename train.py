@@ -13,6 +13,7 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import shlex
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cli import configure_logging
+from cli import configure_logging, default_of
 from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
@@ -31,7 +32,7 @@ from twostream.data import folder_classes, generate_clips, load_folder
 from twostream.errors import RecognizerError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
-from twostream.training import STAGES, TrainSettings, clip_features, evaluate, train_head, train_towers
+from twostream.training import STAGES, TRAIN_FUSION, TrainSettings, clip_features, evaluate, train_head, train_towers
 
 logger = logging.getLogger("train")
 
@@ -157,24 +158,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--out", required=True, help="checkpoint to write (after every epoch)")
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
-    data_args(f, clips_per_class=150, seed=0)
+    data_args(f, clips_per_class=150, seed=TrainSettings().seed)
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
-    f.add_argument("--backbone", choices=BACKBONES, default="tiny")
+    train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
+    f.add_argument("--backbone", choices=BACKBONES, default=contract("backbone"))
     f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")
-    f.add_argument("--fusion", choices=FUSIONS, default="conv")
-    f.add_argument("--input-size", type=int, default=112)
-    f.add_argument("--flow", choices=FLOW_METHODS, default="dis-medium")
-    f.add_argument("--stack-length", type=int, default=10)
-    f.add_argument("--segments", type=int, default=5)
-    f.add_argument("--stride", type=int, default=3)
-    f.add_argument("--fps", type=float, default=25.0)
-    f.add_argument("--tower-epochs", type=int, default=4)
-    f.add_argument("--head-epochs", type=int, default=8)
-    f.add_argument("--samples-per-clip", type=int, default=8)
-    f.add_argument("--batch", type=int, default=64)
-    f.add_argument("--lr", type=float, default=2e-3)
+    f.add_argument("--fusion", choices=FUSIONS, default=TRAIN_FUSION)
+    f.add_argument("--input-size", type=int, default=contract("input_size")[0], help="N: frames resized to N x N")
+    f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
+    f.add_argument("--stack-length", type=int, default=contract("stack_length"))
+    f.add_argument("--segments", type=int, default=contract("num_segments"))
+    f.add_argument("--stride", type=int, default=contract("stride"))
+    f.add_argument("--fps", type=float, default=contract("train_fps"))
+    f.add_argument("--tower-epochs", type=int, default=train.tower_epochs)
+    f.add_argument("--head-epochs", type=int, default=train.head_epochs)
+    f.add_argument("--samples-per-clip", type=int, default=train.samples_per_clip)
+    f.add_argument("--batch", type=int, default=train.tower_batch, help="tower and head batch")
+    f.add_argument("--lr", type=float, default=train.lr)
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)

@@ -26,6 +26,10 @@ from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan, tower_inputs
 
 STAGES = ("towers", "head", "done")
+# The fusion train.py fit trains unless told otherwise (the demo model's). ModelContract's own
+# default stays 'concat': contracts already written name their fusion, but code and tests that
+# build a contract without one rely on it.
+TRAIN_FUSION = "conv"
 
 
 @dataclass(frozen=True)
