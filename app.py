@@ -39,6 +39,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from cli import configure_logging, default_of  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
@@ -73,11 +74,19 @@ def _user_pass(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Defaults come from the settings dataclasses, the one place they are written.
+    from realtime.capture import CaptureSettings
+    from realtime.flowstage import FlowSettings
+    from realtime.scorer import ScorerSettings
+    from realtime.sources import SourceSettings
+    from ui.settings import PageSettings
+
+    source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="demo",
+    parser.add_argument("--source", default=default_of(PageSettings, "default_source"),
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, "
-                             "or 'demo' (default)")
+                             "or 'demo' (default: %(default)s)")
     parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="model file, or an engine directory from build_engine.py (default: models/demo.pt)")
@@ -87,33 +96,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
                         help="auto: an engine directory's own, fp32 for a model file; int8 needs an engine "
                              "directory (build_engine.py --precision int8)")
-    parser.add_argument("--hop", type=_positive, default=1, help="score every HOP-th frame (default 1)")
+    parser.add_argument("--hop", type=_positive, default=scorer.hop,
+                        help="score every HOP-th frame (default %(default)s)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace files and folders at their own frame rate, as if live (drops when behind)")
-    parser.add_argument("--flow", choices=FLOW_METHODS, default=None,
+    parser.add_argument("--flow", choices=FLOW_METHODS, default=FlowSettings().method,
                         help="optical flow method (default: the one the model was trained with)")
-    parser.add_argument("--input-size", type=_positive, default=None, metavar="N",
+    parser.add_argument("--input-size", type=_positive, default=None, metavar="N",  # None: FlowSettings' (the model's)
                         help="resize frames to N x N, as train.py's --input-size (default: the model's)")
     parser.add_argument("--allow-contract-mismatch", action="store_true",
                         help="run even if --flow/--input-size differ from the model's training (warns)")
-    parser.add_argument("--max-frames", type=_positive, default=None, help="stop after N frames")
-    parser.add_argument("--topk", type=_positive, default=3, help="labels per prediction (default 3)")
+    parser.add_argument("--max-frames", type=_positive, default=CaptureSettings().max_frames,
+                        help="stop after N frames")
+    parser.add_argument("--topk", type=_positive, default=scorer.topk,
+                        help="labels per prediction (default %(default)s)")
     parser.add_argument("--threads", type=_positive, default=1,
                         help="torch threads per inference call (default 1: the stages run in parallel)")
-    parser.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a URL to open")
-    parser.add_argument("--read-timeout", type=float, default=5.0,
-                        help="seconds without a frame before a live URL counts as lost")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of an image folder (default 25)")
-    parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demo stream")
-    parser.add_argument("--demo-size", type=_size, default=(640, 480), metavar="WxH", help="demo frame size")
+    parser.add_argument("--open-timeout", type=float, default=source.open_timeout_s,
+                        help="seconds to wait for a URL to open (default %(default)s)")
+    parser.add_argument("--read-timeout", type=float, default=source.read_timeout_s,
+                        help="seconds without a frame before a live URL counts as lost (default %(default)s)")
+    parser.add_argument("--fps", type=float, default=source.folder_fps,
+                        help="frame rate of an image folder (default %(default)s)")
+    parser.add_argument("--demo-seed", type=int, default=source.demo_seed,
+                        help="seed of the demo stream (default %(default)s)")
+    parser.add_argument("--demo-size", type=_size, default=source.demo_size, metavar="WxH",
+                        help="demo frame size (default %s)" % "x".join(map(str, source.demo_size)))
     ui = parser.add_argument_group("page (without --no-ui)")
-    ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1: this machine only)")
-    ui.add_argument("--port", type=_positive, default=7860, help="port of the page (default 7860)")
-    ui.add_argument("--share", action="store_true", help="also make a public Gradio share link (off by default)")
+    ui.add_argument("--host", default=default_of(PageSettings, "host"),
+                    help="address to serve the page on (default %(default)s: this machine only)")
+    ui.add_argument("--port", type=_positive, default=default_of(PageSettings, "port"),
+                    help="port of the page (default %(default)s)")
+    ui.add_argument("--share", action="store_true", default=default_of(PageSettings, "share"),
+                    help="also make a public Gradio share link (off by default)")
     ui.add_argument("--auth", type=_user_pass, default=None, metavar="USER:PASS", help="require this login for the page")
     ui.add_argument("--allow-dir", type=Path, action="append", default=[], metavar="DIR",
                     help="let the page open files under DIR by path (repeatable; default: uploads only)")
     return parser
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The command line mapped onto the runtime's settings -> (PipelineSettings, SourceSettings),
+    the same for the headless run and every page session."""
+    from realtime.capture import CaptureSettings
+    from realtime.flowstage import FlowSettings
+    from realtime.pipeline import PipelineSettings
+    from realtime.scorer import ScorerSettings
+    from realtime.sources import SourceSettings
+
+    input_size = (args.input_size, args.input_size) if args.input_size else None  # (H, W)
+    pipeline = PipelineSettings(
+        capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
+        flow=FlowSettings(method=args.flow, input_size=input_size,
+                          allow_contract_mismatch=args.allow_contract_mismatch),
+        scorer=ScorerSettings(hop=args.hop, topk=args.topk))
+    source = SourceSettings(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
+                            folder_fps=args.fps, demo_seed=args.demo_seed, demo_size=args.demo_size)
+    return pipeline, source
 
 
 def prediction_record(prediction, judged: list[int]) -> dict:
@@ -148,18 +187,14 @@ def _raise_interrupt(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here so --help is instant and import errors still become one line.
     from building.load import open_model
-    from realtime.capture import CaptureSettings
-    from realtime.flowstage import FlowSettings
-    from realtime.pipeline import Pipeline, PipelineSettings
-    from realtime.scorer import ScorerSettings
-    from realtime.sources import SourceSettings, open_source
+    from realtime.pipeline import Pipeline
+    from realtime.sources import open_source
 
     if not args.no_ui:
         return run_ui(args)
     input_size = (args.input_size, args.input_size) if args.input_size else None
-    source = open_source(args.source, SourceSettings(
-        open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout, folder_fps=args.fps,
-        demo_seed=args.demo_seed, demo_size=args.demo_size))
+    settings, source_settings = settings_from_args(args)
+    source = open_source(args.source, source_settings)
     if not source.live:
         # Fail fast on a bad file before the model loads. A live source opens only when the
         # pipeline starts: whatever it buffered while the model loaded would be stale frames.
@@ -170,11 +205,6 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    settings = PipelineSettings(
-        capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
-        flow=FlowSettings(method=args.flow, input_size=input_size,
-                          allow_contract_mismatch=args.allow_contract_mismatch),
-        scorer=ScorerSettings(hop=args.hop, topk=args.topk))
     judged = [0, 0]
 
     def emit(prediction) -> None:
@@ -182,8 +212,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # one line per prediction, as it happens
 
     try:
-        pipeline = Pipeline(source, backend, settings, on_prediction=emit,
-                            warn=lambda message: print(message, file=sys.stderr))
+        pipeline = Pipeline(source, backend, settings, on_prediction=emit)
     except BaseException:
         source.close()
         raise
@@ -212,14 +241,10 @@ def run_ui(args: argparse.Namespace) -> int:
     """Serve the live page until Ctrl-C/SIGTERM. The model loads once here, to fail fast with
     one error line; each browser session then loads its own backend (ui.session says why)."""
     from building.load import open_model
-    from realtime.capture import CaptureSettings
-    from realtime.flowstage import FlowSettings
-    from realtime.pipeline import PipelineSettings
-    from realtime.scorer import ScorerSettings
-    from realtime.sources import SourceSettings
     from ui.overlay import OverlaySettings
-    from ui.page import LivePage, PageSettings
+    from ui.page import LivePage
     from ui.session import SessionSettings
+    from ui.settings import PageSettings
 
     input_size = (args.input_size, args.input_size) if args.input_size else None
     for folder in args.allow_dir:
@@ -233,15 +258,8 @@ def run_ui(args: argparse.Namespace) -> int:
     with open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
                       precision=args.precision, log=lambda line: print(line, file=sys.stderr)) as probe:
         loaded = (probe.name, getattr(probe, "precision", None) or "fp32")
-    session = SessionSettings(
-        pipeline=PipelineSettings(
-            capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
-            flow=FlowSettings(method=args.flow, input_size=input_size,
-                              allow_contract_mismatch=args.allow_contract_mismatch),
-            scorer=ScorerSettings(hop=args.hop, topk=args.topk)),
-        source=SourceSettings(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
-                              folder_fps=args.fps, demo_seed=args.demo_seed, demo_size=args.demo_size),
-        overlay=OverlaySettings(topk=args.topk))
+    pipeline, source = settings_from_args(args)
+    session = SessionSettings(pipeline=pipeline, source=source, overlay=OverlaySettings(topk=args.topk))
     page = LivePage(PageSettings(
         model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
         auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
@@ -255,6 +273,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()  # the contract-mismatch warning, engine-build progress: stderr
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run(args)

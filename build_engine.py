@@ -20,17 +20,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from cli import configure_logging, default_of, verbosity
+from twostream import seeds
 from twostream.errors import DataError, EngineError, RecognizerError
 
 EXIT_ERROR = 2
+logger = logging.getLogger("build_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Defaults come from the settings dataclasses, the one place they are written.
+    from building.settings import BuildSettings
+    from calibration.dataset import CalibrationSettings
+    from calibration.quantize import CALIBRATION_METHODS, QuantSettings
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="checkpoint (.pt) written by train.py")
     parser.add_argument("--backend", required=True, choices=("tensorrt", "openvino", "onnxruntime"))
@@ -40,24 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
                              "recursively) or 'demo'; repeat for several (default for gesture models: demo)")
     parser.add_argument("--out", type=Path, help="engine directory (default: next to the model, "
                                                  "<model>.<backend>-<precision>)")
-    parser.add_argument("--calib-frames", type=int, default=240, help="frames read per calibration source")
-    parser.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    parser.add_argument("--calib-frames", type=int, default=CalibrationSettings().frames_per_source,
+                        help="frames read per calibration source (default %(default)s)")
+    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=QuantSettings().method)
     parser.add_argument("--symmetric", action="store_true",
                         help="int8 for onnxruntime/openvino: symmetric activations, the Q/DQ graph TensorRT "
                              "also reads (default there: unsigned activations, more accurate; see "
                              "calibration/quantize.py)")
-    parser.add_argument("--int8-parts", default="auto", metavar="auto|PARTS",
+    parser.add_argument("--int8-parts", default=default_of(BuildSettings, "int8_parts"), metavar="auto|PARTS",
                         help="int8: which parts to quantise, e.g. 'spatial,temporal,head' (auto: all, then "
-                             "the costliest back to fp32 until >= 99%% top-1 agreement with fp32 on "
-                             "validation windows, seed 3000, never the held-out ones)")
+                             "the costliest back to fp32 until >= "
+                             f"{100 * default_of(BuildSettings, 'min_agreement'):g}%% top-1 agreement with fp32 on "
+                             f"validation windows, seed {seeds.VALIDATION}, never the held-out ones)")
     parser.add_argument("--heldout", metavar="SRC",
                         help="parity windows from this source (unlabelled: agreement only); default for "
-                             "gesture models: generated held-out clips (seed 1000)")
+                             f"gesture models: generated held-out clips (seed {seeds.HELD_OUT})")
     parser.add_argument("--heldout-frames", type=int, default=1000,
                         help="frames read per --heldout source (the demo stream plays in real time: 40 s)")
     parser.add_argument("--heldout-clips-per-class", type=int, default=10)
     parser.add_argument("--per-clip", type=int, default=5, help="parity windows per held-out clip")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr (warnings only)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also debug lines on stderr")
     return parser
 
 
@@ -68,7 +80,7 @@ def _heldout(args, contract):
     if args.heldout:
         # Read like calibration data, but every window counts (no sub-sampling).
         cal = build_calibration_set([args.heldout], contract, CalibrationSettings(
-            frames_per_source=args.heldout_frames, head_windows=10**9, demo_seed=1000))
+            frames_per_source=args.heldout_frames, head_windows=10**9, demo_seed=seeds.HELD_OUT))
         return WindowSet(cal.clips, cal.windows, False, f"{args.heldout} (unlabelled)")
     if not can_generate(contract):
         raise DataError("this model's classes are not the generated gestures: give --heldout SRC "
@@ -76,11 +88,12 @@ def _heldout(args, contract):
     return generated_windows(contract, args.heldout_clips_per_class, args.per_clip)
 
 
-def build(args: argparse.Namespace, log) -> dict:
+def build(args: argparse.Namespace) -> dict:
     from calibration.dataset import CalibrationSettings
     from calibration.quantize import default_settings
     from engines.auto import construct
-    from building.builder import BuildSettings, build_parts, check_available
+    from building.builder import build_parts, check_available
+    from building.settings import BuildSettings
     from engines.enginedir import staged_output, write_info
     from building.parity import parity_report, part_costs
     from calibration.scoring import can_generate, score
@@ -102,8 +115,8 @@ def build(args: argparse.Namespace, log) -> dict:
         int8_parts=args.int8_parts)
     out = args.out or args.model.with_name(f"{args.model.stem}.{args.backend}-{args.precision}")
     with staged_output(out) as staging:
-        built = build_parts(model, staging, settings, log)
-        log("parity: held-out windows vs PyTorch fp32")
+        built = build_parts(model, staging, settings)
+        logger.info("parity: held-out windows vs PyTorch fp32")
         windows = _heldout(args, model.contract)
         # One torch thread: measured 4.2-4.6 ms per temporal-tower frame against 18.5 with two
         # spinning OpenMP threads on a busy 2-core machine.
@@ -125,7 +138,7 @@ def build(args: argparse.Namespace, log) -> dict:
         if not report.passed:
             raise EngineError(f"parity below thresholds ({'; '.join(report.failures)}); engine not written")
         write_info(staging, replace(built.info, parity=report.to_dict()))
-    log(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return result
 
 
@@ -133,13 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # the clip generator's progress bars
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(f"build: {message}", file=sys.stderr, flush=True)
-
+    configure_logging(verbosity(args.quiet, args.verbose), prefix="build: ")
     try:
-        build(args, log)
+        build(args)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

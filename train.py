@@ -13,7 +13,9 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import shlex
 import sys
 import time
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from cli import configure_logging, default_of
+from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
@@ -28,10 +32,9 @@ from twostream.data import folder_classes, generate_clips, load_folder
 from twostream.errors import RecognizerError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
-from twostream.training import STAGES, TrainSettings, clip_features, evaluate, train_head, train_towers
+from twostream.training import STAGES, TRAIN_FUSION, TrainSettings, clip_features, evaluate, train_head, train_towers
 
-HEAD_SEED_OFFSET = 500  # the fusion head's generated clips: seed + 500
-DEFAULT_EVAL_SEED_OFFSET = 1000  # held-out clips come from seed + 1000: never a training clip
+logger = logging.getLogger("train")
 
 
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int):
@@ -48,13 +51,13 @@ def fit(args) -> dict:
         model = build_model(checkpoint).train()
         state = checkpoint.train_state or {"stage": "towers", "epoch": 0}
         history = list(checkpoint.metrics.get("history", []))
-        print(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}", file=sys.stderr)
+        logger.info(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}")
     elif args.init:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
         state = {"stage": "towers", "epoch": 0}
         history = []
-        print(f"fine-tuning from {args.init}", file=sys.stderr)
+        logger.info(f"fine-tuning from {args.init}")
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
         contract = ModelContract(
@@ -71,7 +74,7 @@ def fit(args) -> dict:
                              samples_per_clip=args.samples_per_clip, seed=args.seed)
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
               "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
-                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + HEAD_SEED_OFFSET}), "
+                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
                                     f"{args.frames} frames each")}
     if args.init:  # the weights' own history, so the card shows every command that made them
         recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
@@ -97,14 +100,14 @@ def fit(args) -> dict:
         # training clips the spatial tower recognises the memorised scenes, the head learns
         # to trust that, and on new scenes fused fell below the temporal tower alone.
         # A --data folder has no clips to spare, so its train split serves both stages.
-        head_clips = _clips(args, contract, "train", args.seed + HEAD_SEED_OFFSET, args.head_clips_per_class)
+        head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class)
         feats = clip_features(model, head_clips, desc="cache tower features")
         del head_clips
         train_head(model, feats, settings, state["epoch"],
                    lambda e, f: checkpoint_after("head", e, settings.head_epochs, f))
         del feats
     model.eval()
-    held_out_seed = args.seed + DEFAULT_EVAL_SEED_OFFSET
+    held_out_seed = args.seed + seeds.HELD_OUT_OFFSET
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
     report = evaluate(model, held_out, per_clip=args.per_clip)
     report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
@@ -155,29 +158,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--out", required=True, help="checkpoint to write (after every epoch)")
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
-    data_args(f, clips_per_class=150, seed=0)
+    data_args(f, clips_per_class=150, seed=TrainSettings().seed)
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
-    f.add_argument("--backbone", choices=BACKBONES, default="tiny")
+    train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
+    f.add_argument("--backbone", choices=BACKBONES, default=contract("backbone"))
     f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")
-    f.add_argument("--fusion", choices=FUSIONS, default="conv")
-    f.add_argument("--input-size", type=int, default=112)
-    f.add_argument("--flow", choices=FLOW_METHODS, default="dis-medium")
-    f.add_argument("--stack-length", type=int, default=10)
-    f.add_argument("--segments", type=int, default=5)
-    f.add_argument("--stride", type=int, default=3)
-    f.add_argument("--fps", type=float, default=25.0)
-    f.add_argument("--tower-epochs", type=int, default=4)
-    f.add_argument("--head-epochs", type=int, default=8)
-    f.add_argument("--samples-per-clip", type=int, default=8)
-    f.add_argument("--batch", type=int, default=64)
-    f.add_argument("--lr", type=float, default=2e-3)
+    f.add_argument("--fusion", choices=FUSIONS, default=TRAIN_FUSION)
+    f.add_argument("--input-size", type=int, default=contract("input_size")[0], help="N: frames resized to N x N")
+    f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
+    f.add_argument("--stack-length", type=int, default=contract("stack_length"))
+    f.add_argument("--segments", type=int, default=contract("num_segments"))
+    f.add_argument("--stride", type=int, default=contract("stride"))
+    f.add_argument("--fps", type=float, default=contract("train_fps"))
+    f.add_argument("--tower-epochs", type=int, default=train.tower_epochs)
+    f.add_argument("--head-epochs", type=int, default=train.head_epochs)
+    f.add_argument("--samples-per-clip", type=int, default=train.samples_per_clip)
+    f.add_argument("--batch", type=int, default=train.tower_batch, help="tower and head batch")
+    f.add_argument("--lr", type=float, default=train.lr)
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)
     e.add_argument("--model", required=True)
-    data_args(e, clips_per_class=40, seed=DEFAULT_EVAL_SEED_OFFSET)
+    data_args(e, clips_per_class=40, seed=seeds.HELD_OUT)
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
@@ -191,6 +195,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    configure_logging()
     try:
         result = args.run(args)
     except RecognizerError as exc:

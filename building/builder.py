@@ -9,42 +9,24 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from calibration.dataset import CalibrationSettings, build_calibration_set
-from calibration.quantize import PartInputs, QuantSettings, default_settings, part_inputs, quantize_parts
+from building.settings import BUILD_BACKENDS, BUILD_PRECISIONS, BuildSettings
+from calibration.dataset import build_calibration_set
+from calibration.quantize import PartInputs, default_settings, part_inputs, quantize_parts
 from engines.enginedir import EngineInfo, EnginePart, TensorRTTarget, tool_versions
 from building.export import check_export, export_parts, to_fp16
 from engines.onnx_parts import PARTS, PartFiles
-from calibration.mixed import PART_NAMES, VALIDATION_SEED, choose_parts
+from calibration.mixed import PART_NAMES, choose_parts
 from calibration.scoring import WindowSet, can_generate, generated_windows
-from engines.tensorrt_backend import TensorRTBuildSettings
+from twostream import seeds
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
-BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime")
-BUILD_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    backend: str
-    precision: str
-    calib: tuple[str, ...] = ()  # calibration sources (int8): video files, folders, 'demo'
-    calibration: CalibrationSettings = CalibrationSettings()
-    quant: QuantSettings | None = None  # None: calibration.quantize.default_settings(backend)
-    # 'auto': parts go back to fp32, costliest first, until the model agrees with fp32 on
-    # ``min_agreement`` of the validation windows (calibration.mixed); or e.g. 'spatial,head'.
-    int8_parts: str = "auto"
-    min_agreement: float = 0.99
-    validation_clips_per_class: int = 10  # x 10 classes x 5 windows = 500 validation windows
-    export_tolerance: float = 1e-4  # fp32 ONNX vs PyTorch, relative
-    fp16_tolerance: float = 5e-2  # fp16 graph vs PyTorch fp32, relative
-    tensorrt: TensorRTBuildSettings = TensorRTBuildSettings()
-
+logger = logging.getLogger(__name__)  # progress, one line per step
 
 @dataclass(frozen=True)
 class Built:
@@ -72,8 +54,7 @@ def check_available(backend: str) -> TensorRTTarget | None:
     return None
 
 
-def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings,
-                log: Callable[[str], None] = lambda _m: None) -> Built:
+def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings) -> Built:
     """Write the three parts into ``out_dir`` (which must exist) and return their record."""
     if settings.precision not in BUILD_PRECISIONS:
         raise EngineError(f"unknown precision {settings.precision!r}; choose from {', '.join(BUILD_PRECISIONS)}")
@@ -83,7 +64,7 @@ def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings,
     target = check_available(settings.backend)
     work = out_dir / "onnx-work"
     work.mkdir()
-    log("export: fp32 ONNX, checked against PyTorch")
+    logger.info("export: fp32 ONNX, checked against PyTorch")
     fp32 = export_parts(model, work)
     check_export(model, fp32, settings.export_tolerance)
     graphs, precisions, decision = fp32, ("fp32",) * 3, ""
@@ -92,10 +73,10 @@ def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings,
         check_export(model, graphs, settings.fp16_tolerance)
         precisions = ("fp16",) * 3
     elif settings.precision == "int8":
-        graphs, precisions, decision = _quantise(model, fp32, work, settings, log)
+        graphs, precisions, decision = _quantise(model, fp32, work, settings)
     if settings.backend == "openvino" and settings.precision == "fp16":
         graphs = fp32  # OpenVINO's own FP16 IR: fp16 weights from the fp32 graph (save_ir)
-    files = _finish(graphs, out_dir, settings, model, log)
+    files = _finish(graphs, out_dir, settings, model)
     shutil.rmtree(work)
     parts = tuple(EnginePart(path.name, precision) for path, precision in zip(files.as_tuple(), precisions))
     calibration = None
@@ -110,14 +91,14 @@ def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings,
     return Built(info, decision)
 
 
-def _quantise(model: TwoStreamNet, fp32: PartFiles, work: Path, settings: BuildSettings, log):
+def _quantise(model: TwoStreamNet, fp32: PartFiles, work: Path, settings: BuildSettings):
     """Calibrate, quantise the three parts, and choose which of them stay int8."""
     from engines.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSettings
 
-    log(f"calibrate: reading {', '.join(settings.calib) or '(nothing)'}")
+    logger.info(f"calibrate: reading {', '.join(settings.calib) or '(nothing)'}")
     calibration = build_calibration_set(settings.calib, model.contract, settings.calibration)
-    log(f"calibrate: {len(calibration.tower_frames)} tower frames, {len(calibration.windows)} head windows "
-        f"from {calibration.description}")
+    logger.info(f"calibrate: {len(calibration.tower_frames)} tower frames, {len(calibration.windows)} head windows "
+                f"from {calibration.description}")
     # The fp32 ONNX graphs stand in for PyTorch here: check_export held them to 1e-4 of it,
     # and they score the calibration and validation windows several times faster.
     reference = OnnxRuntimeBackend(model.contract, fp32, settings=OnnxRuntimeSettings(threads=2))
@@ -129,7 +110,7 @@ def _quantise(model: TwoStreamNet, fp32: PartFiles, work: Path, settings: BuildS
         return _mix(int8, fp32, wanted), _precisions(wanted), f"int8 parts: {settings.int8_parts} (asked for)"
     if can_generate(model.contract):
         windows = generated_windows(model.contract, settings.validation_clips_per_class, per_clip=5,
-                                    seed=VALIDATION_SEED)
+                                    seed=seeds.VALIDATION)
     else:
         windows = WindowSet(calibration.clips, calibration.windows, False, "calibration windows")
     # ONNX Runtime's int8 kernels compute 7-bit-weight graphs exactly; full-range ones
@@ -138,7 +119,7 @@ def _quantise(model: TwoStreamNet, fp32: PartFiles, work: Path, settings: BuildS
     literal = not quant.reduce_range
     with OnnxRuntimeBackend(model.contract, int8, settings=OnnxRuntimeSettings(threads=2, literal=literal)) as quantised:
         choice = choose_parts(reference, quantised, windows, settings.min_agreement)
-    log(f"quantise: {choice.describe()}")
+    logger.info(f"quantise: {choice.describe()}")
     return _mix(int8, fp32, choice.int8), _precisions(choice.int8), choice.describe()
 
 
@@ -150,14 +131,14 @@ def _precisions(chosen: tuple[bool, bool, bool]) -> tuple[str, str, str]:
     return tuple("int8" if keep else "fp32" for keep in chosen)
 
 
-def _finish(graphs: PartFiles, out_dir: Path, settings: BuildSettings, model: TwoStreamNet, log) -> PartFiles:
+def _finish(graphs: PartFiles, out_dir: Path, settings: BuildSettings, model: TwoStreamNet) -> PartFiles:
     """ONNX graphs -> the backend's own files, named {part}.onnx / .xml / .plan in ``out_dir``."""
     if settings.backend == "onnxruntime":
         return PartFiles(*(Path(shutil.copyfile(graphs.of(p), out_dir / f"{p.name}.onnx")) for p in PARTS))
     if settings.backend == "openvino":
         from engines.openvino_backend import save_ir
 
-        log(f"openvino: IR ({settings.precision})")
+        logger.info(f"openvino: IR ({settings.precision})")
         return PartFiles(*(save_ir(graphs.of(p), out_dir / f"{p.name}.xml", settings.precision) for p in PARTS))
     from engines.tensorrt_backend import build_plan
 
@@ -166,6 +147,6 @@ def _finish(graphs: PartFiles, out_dir: Path, settings: BuildSettings, model: Tw
     with torch.inference_mode():  # (C, h, w) of the towers' features: the head's input shape
         probe = model.spatial(torch.zeros(1, 3, *model.contract.input_size))
     feature_shape = tuple(int(d) for d in probe.shape[1:])
-    log(f"tensorrt: building plans ({settings.precision})")
+    logger.info(f"tensorrt: building plans ({settings.precision})")
     return PartFiles(*(build_plan(graphs.of(p), out_dir / f"{p.name}.plan", p, model.contract, feature_shape,
                                   settings.tensorrt) for p in PARTS))

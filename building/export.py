@@ -73,7 +73,7 @@ def export_part(model: TwoStreamNet, part: PartSpec, path: Path) -> Path:
     dynamic = {name: {0: "batch"} for name in (*part.inputs, part.output)}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The TorchScript exporter warns that it is deprecated; dynamo=False is still the only
-        # way to get a single-file opset-17 graph here (design notes §6).
+        # way here to get a single-file opset-17 graph.
         warnings.simplefilter("ignore")
         # The wrapper is put in eval mode itself: the exporter restores the wrapper's own mode
         # afterwards, recursively, which would otherwise leave the net in training mode.

@@ -3,7 +3,7 @@
 Each quantised part costs some top-1 agreement with fp32; the costs add up. Starting from every
 part int8, the part that costs most on its own goes back to fp32 until the whole model agrees
 with fp32 on at least ``target`` of the decision windows. The decision windows are a
-validation set: generated clips with their own seed for gesture models (never the held-out
+validation set: generated clips with their own seed (twostream.seeds.VALIDATION) for gesture models (never the held-out
 windows the parity report scores), else the calibration windows.
 """
 
@@ -17,7 +17,6 @@ from engines.base import Backend
 from calibration.scoring import Scored, WindowSet, head_logits, score
 
 PART_NAMES = ("spatial", "temporal", "head")
-VALIDATION_SEED = 3000  # training 0, held-out parity 1000, demo calibration 2000
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,6 @@ relative feature error 0.37 (ORT) / 0.33 (OpenVINO) with 8-bit weights against 0
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -109,19 +107,6 @@ def _reader(part: PartSpec, arrays: tuple[np.ndarray, ...], batch: int):
     return _Batches()
 
 
-@contextlib.contextmanager
-def _quiet_root_logger():
-    """ONNX Runtime's quantiser logs advice through the root logger at WARNING level; raise the
-    root level while it runs (and restore it) so a build prints its own report, not that."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_part(src: Path, dst: Path, part: PartSpec, arrays: tuple[np.ndarray, ...],
                   settings: QuantSettings = QuantSettings()) -> Path:
     """fp32 ONNX ``src`` -> Q/DQ int8 ONNX ``dst``, tagged with the same contract."""
@@ -137,7 +122,10 @@ def quantize_part(src: Path, dst: Path, part: PartSpec, arrays: tuple[np.ndarray
     info = read_info(src)
     # The quantiser writes augmented graphs next to its working files: keep them out of the
     # output folder.
-    with tempfile.TemporaryDirectory(prefix="twostream-quant-") as work, _quiet_root_logger():
+    # ONNX Runtime's quantiser logs its advice with module-level logging.warning(), i.e. through
+    # the root logger: nothing but a process-wide setting could hide it, so it is left alone
+    # (its warnings may matter to a user; the commands show only warnings from third parties).
+    with tempfile.TemporaryDirectory(prefix="twostream-quant-") as work:
         staged, prepared = Path(work) / dst.name, Path(work) / "prepared.onnx"
         # Shape inference and graph clean-up first: the exporter leaves biases behind Identity
         # nodes, which the quantiser would otherwise leave in float.

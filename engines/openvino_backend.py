@@ -6,7 +6,8 @@ fp32, fp16 or int8 (a Q/DQ ONNX graph, or the IR converted from one).
     head      (N, T, C, h, w) float32 x 2               -> logits (N, K) float32
 
 The inference precision is always passed explicitly: the CPU plugin otherwise picks bf16 on
-CPUs with AMX/AVX-512 BF16 (design notes §5), which is not what "fp32" promises.
+CPUs with AMX/AVX-512 BF16 (its default inference precision there), which is not what "fp32"
+promises.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Written against the TensorRT 10 and 11 Python API; ``tensorrt`` is imported inside the
 functions, so this module imports (and its callers fail with one clear EngineError) on machines
 without it. Networks are strongly typed: precision comes from the graph itself, FP16 from an
-fp16 ONNX graph (engines.onnx_export.to_fp16) and INT8 from its Q/DQ nodes
+fp16 ONNX graph (building.export.to_fp16) and INT8 from its Q/DQ nodes
 (calibration.quantize). No builder precision flags and no calibrator: TensorRT 11 removed both.
 
 Device buffers are torch CUDA tensors (``data_ptr()``): no pycuda, and a caller whose inputs

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from realtime.channel import Channel
 from realtime.messages import FlowField, Frame
@@ -34,13 +33,13 @@ class FlowSettings:
     input_size: tuple[int, int] | None = None
     allow_contract_mismatch: bool = False
 
-    def resolve(self, contract: ModelContract,
-                warn: Callable[[str], None] | None = None) -> FlowSpec:
-        """The flow to run; raises ContractMismatch as described above."""
+    def resolve(self, contract: ModelContract) -> FlowSpec:
+        """The flow to run; raises ContractMismatch as described above (the warning goes to
+        twostream.contract's logger)."""
         method = self.method or contract.flow_method
         size = tuple(self.input_size or contract.input_size)
         contract.check_runtime(flow_method=method, input_size=size,
-                               allow_mismatch=self.allow_contract_mismatch, warn=warn)
+                               allow_mismatch=self.allow_contract_mismatch)
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")

@@ -58,13 +58,13 @@ class PipelineSettings:
 class Pipeline:
     """A running recognizer: ``latest`` is the newest Prediction, ``history()`` the recent
     ones, ``stats()`` a StatsSnapshot. Raises ContractMismatch at construction if the flow
-    settings differ from the model's contract (unless allowed), SourceError from ``start``."""
+    settings differ from the model's contract (unless allowed: then twostream.contract logs a
+    warning), SourceError from ``start``."""
 
     def __init__(self, source: Source, backend: Backend, settings: PipelineSettings = PipelineSettings(), *,
-                 on_prediction: Callable[[Prediction], None] | None = None,
-                 warn: Callable[[str], None] | None = None):
+                 on_prediction: Callable[[Prediction], None] | None = None):
         contract = backend.contract
-        flow = settings.flow.resolve(contract, warn)
+        flow = settings.flow.resolve(contract)
         size = flow.size
         if tuple(size) != tuple(backend.input_size):
             raise PipelineError(f"frames would be resized to {size} but the backend expects {backend.input_size}")

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from realtime.messages import Truth
+from twostream import seeds
 from twostream.errors import SourceDisconnected, SourceError
 from twostream.gestures import GestureStream
 
@@ -35,9 +36,8 @@ class SourceSettings:
 
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
-    rtsp_transport: str = "tcp"  # UDP loses packets on busy links; TCP is what users expect to work
     folder_fps: float = 25.0  # image folders have no frame rate of their own
-    demo_seed: int = 0
+    demo_seed: int = seeds.DEMO_STREAM
     demo_size: tuple[int, int] = (640, 480)  # (W, H), a webcam's
     demo_fps: float = 25.0
 
@@ -176,7 +176,11 @@ class CameraSource(_CaptureSource):
 
 
 class StreamUrlSource(_CaptureSource):
-    """An RTSP, RTMP or HTTP(S) stream (MJPEG, HLS, ...) read through FFmpeg. Live."""
+    """An RTSP, RTMP or HTTP(S) stream (MJPEG, HLS, ...) read through FFmpeg. Live.
+
+    RTSP goes over TCP: OpenCV's FFmpeg backend asks for it by default. A user who needs UDP
+    sets ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;udp`` in the environment; this class
+    never writes that variable (it is process-wide, and OpenCV reads it at every open)."""
 
     live = True
 
@@ -190,11 +194,6 @@ class StreamUrlSource(_CaptureSource):
         return f"stream '{_redact(self.url)}'"
 
     def _open(self) -> None:
-        scheme = urlsplit(self.url).scheme.lower()
-        if scheme.startswith("rtsp") and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
-            # OpenCV reads FFmpeg demuxer options only from this variable, at open time.
-            # A user's own setting wins.
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.settings.rtsp_transport}"
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.settings.read_timeout_s * 1000)]
         cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
@@ -250,7 +249,7 @@ class DemoSource(Source):
     live = True
     paced = True
 
-    def __init__(self, seed: int = 0, size: tuple[int, int] = (640, 480), fps: float = 25.0):
+    def __init__(self, seed: int = seeds.DEMO_STREAM, size: tuple[int, int] = (640, 480), fps: float = 25.0):
         self.seed, self.size, self.fps = seed, size, fps
         self._frames: Iterator | None = None
 

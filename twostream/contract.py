@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 
 from twostream.errors import ContractMismatch
@@ -31,6 +32,8 @@ GESTURE_CLASSES = (
     "push",
     "pull",
 )
+
+logger = logging.getLogger(__name__)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -131,9 +134,9 @@ class ModelContract:
             raise ContractMismatch(f"model contract is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
-    def check_runtime(self, *, flow_method: str, input_size: tuple[int, int], allow_mismatch: bool,
-                      warn=None) -> None:
-        """Refuse run-time preprocessing that differs from training, or warn when allowed."""
+    def check_runtime(self, *, flow_method: str, input_size: tuple[int, int], allow_mismatch: bool) -> None:
+        """Refuse run-time preprocessing that differs from training (ContractMismatch), or, when
+        allowed, log a loud warning (this module's logger)."""
         diffs = []
         if flow_method != self.flow_method:
             diffs.append(f"flow method {flow_method!r} but the model was trained on {self.flow_method!r}")
@@ -144,6 +147,5 @@ class ModelContract:
         message = "; ".join(diffs)
         if not allow_mismatch:
             raise ContractMismatch(message + " (pass --allow-contract-mismatch to run anyway)")
-        if warn is not None:
-            warn(f"WARNING: preprocessing differs from the model's contract: {message}. "
-                 "Predictions may be badly wrong.")
+        logger.warning("WARNING: preprocessing differs from the model's contract: %s. "
+                       "Predictions may be badly wrong.", message)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from twostream import seeds
 from twostream.contract import GESTURE_CLASSES
 
 _SKIN_BGR = np.array([[60, 90, 160], [80, 120, 200], [100, 150, 225], [140, 180, 240],
@@ -250,7 +251,7 @@ class GestureStream:
     Segments are about as long as training clips (train.py --frames 40), so each gesture runs
     at the speeds the model was trained on."""
 
-    def __init__(self, seed: int = 0, size: tuple[int, int] = (640, 480), fps: float = 25.0,
+    def __init__(self, seed: int = seeds.DEMO_STREAM, size: tuple[int, int] = (640, 480), fps: float = 25.0,
                  segment_frames: tuple[int, int] = (32, 48), segments_per_scene: tuple[int, int] = (4, 9)):
         self.seed, self.size, self.fps = seed, size, fps
         self.segment_frames, self.segments_per_scene = segment_frames, segments_per_scene

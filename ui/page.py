@@ -15,7 +15,6 @@ import asyncio
 import html
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -30,31 +29,13 @@ from engines.base import Backend
 from realtime.sources import open_source
 from ui.panel import model_summary, stats_html
 from ui.plots import latency_histogram_svg, probability_svg
-from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionSettings, SessionStatus
+from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionStatus
+from ui.settings import PageSettings
 from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, PathPolicy, source_from_controls
 
 BOUNDARY = "frame"
 CSS = ("#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
        " #stats td, #stats th {padding: 1px 8px !important; font-size: 12px}")
-
-
-@dataclass(frozen=True)
-class PageSettings:
-    """How the page is served. ``default_source`` is what a new session starts on (the
-    --source spec, trusted: the operator typed it); ``allow_dirs`` the --allow-dir paths."""
-
-    model_path: Path
-    default_source: str = "demo"
-    host: str = "127.0.0.1"
-    port: int = 7860
-    share: bool = False
-    auth: tuple[str, str] | None = None
-    allow_dirs: tuple[Path, ...] = ()
-    backend: str = "auto"  # as requested on the command line; the panel shows what each session got
-    precision: str = "fp32"
-    refresh_s: float = 1.0
-    webcam_every_s: float = 0.04  # 25 frames/s from the browser, the demo model's training rate
-    session: SessionSettings = field(default_factory=SessionSettings)
 
 
 def _status_markdown(status: SessionStatus) -> str:

@@ -1,10 +1,13 @@
 """Two small plots as inline SVG: class probabilities over the last 30 s and a histogram of
 glass-to-label latency. SVG because it costs a few string joins per update (no image encode,
-no temp file per refresh) and the browser draws it crisply at any size.
+no temp file per refresh) and the browser draws it crisply at any size. Every text that goes
+into the SVG is escaped: class names come from a model file (a --data folder's names), and the
+page puts the SVG into its HTML as it is.
 """
 
 from __future__ import annotations
 
+import html
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +22,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 def _frame(width: int, height: int, body: str, title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
             f'style="max-width:{width}px;background:#fff;font:11px sans-serif">'
-            f'<text x="6" y="14" font-weight="bold">{title}</text>{body}</svg>')
+            f'<text x="6" y="14" font-weight="bold">{html.escape(title)}</text>{body}</svg>')
 
 
 def probability_svg(history: Sequence[Prediction], now: float, span_s: float = 30.0,
@@ -50,7 +53,7 @@ def probability_svg(history: Sequence[Prediction], now: float, span_s: float = 3
         lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}"/>')
         ly = top + 4 + 14 * k
         legend.append(f'<rect x="{width - right + 8}" y="{ly}" width="10" height="10" fill="{color}"/>'
-                      f'<text x="{width - right + 22}" y="{ly + 9}">{name} {probs[-1, k]:.2f}</text>')
+                      f'<text x="{width - right + 22}" y="{ly + 9}">{html.escape(name)} {probs[-1, k]:.2f}</text>')
     return _frame(width, height, axes + "".join(lines) + "".join(legend), "class probabilities, last 30 s")
 
 

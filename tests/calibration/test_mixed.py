@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from calibration.mixed import VALIDATION_SEED, choose_parts, mixed_logits
+from calibration.mixed import choose_parts, mixed_logits
 from engines.auto import construct
 from calibration.scoring import generated_windows, score
 from twostream import seeds
@@ -16,7 +16,7 @@ from tests.engines.conftest import SMALL, build
 @pytest.fixture(scope="module")
 def setup(small_model, engine_root):
     built, folder = build(small_model, engine_root, "onnxruntime", "int8", name="mixed")
-    windows = generated_windows(SMALL, clips_per_class=1, per_clip=3, frames=16, seed=VALIDATION_SEED)
+    windows = generated_windows(SMALL, clips_per_class=1, per_clip=3, frames=16, seed=seeds.VALIDATION)
     reference = TorchBackend(small_model, threads=1)
     quantised = construct("onnxruntime", built.info, built.info.files(folder))
     return reference, quantised, windows
@@ -45,4 +45,4 @@ def test_mixed_logits_take_each_part_from_where_it_is_chosen(setup):
 
 
 def test_validation_windows_are_never_the_held_out_ones():
-    assert VALIDATION_SEED not in (seeds.TRAIN, seeds.HELD_OUT, seeds.DEMO_CALIBRATION)
+    assert seeds.VALIDATION not in (seeds.TRAIN, seeds.HELD_OUT, seeds.DEMO_CALIBRATION)

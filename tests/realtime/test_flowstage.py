@@ -3,6 +3,8 @@ method and resolution are checked against the model's contract."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -29,16 +31,17 @@ def test_a_mismatch_is_refused_without_the_flag(contract, settings, problem):
     assert "--allow-contract-mismatch" in str(caught.value)
 
 
-def test_an_allowed_mismatch_warns_loudly(contract):
-    warnings = []
+def test_an_allowed_mismatch_warns_loudly(contract, caplog):
     settings = FlowSettings(method="dis-fast", allow_contract_mismatch=True)
-    assert settings.resolve(contract, warnings.append) == FlowSpec("dis-fast", contract.input_size, contract.flow_bound)
+    with caplog.at_level(logging.WARNING, logger="twostream.contract"):
+        assert settings.resolve(contract) == FlowSpec("dis-fast", contract.input_size, contract.flow_bound)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith("WARNING") and "dis-fast" in warnings[0]
 
 
 def test_tvl1_is_offered_with_opencv_contrib(contract):
     assert "tvl1" in available_flow_methods()
-    assert FlowSettings("tvl1", allow_contract_mismatch=True).resolve(contract, lambda m: None).method == "tvl1"
+    assert FlowSettings("tvl1", allow_contract_mismatch=True).resolve(contract).method == "tvl1"
 
 
 def test_fields_in_the_ring_are_bit_equal_to_training_flow(contract, short_clip):

@@ -110,7 +110,8 @@ def rtsp_url():
 @pytest.mark.slow
 def test_app_reads_and_scores_a_real_rtsp_stream(model_path, rtsp_url):
     env = dict(os.environ)
-    env.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)  # the source sets rtsp_transport;tcp itself
+    # No transport option at all: OpenCV's FFmpeg backend reads RTSP over TCP by default.
+    env.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
     done = subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "--source", rtsp_url, "--no-ui", "--backend", "torch",
          "--model", str(model_path),

@@ -1,6 +1,7 @@
 """The preprocessing contract: validation, serialisation, run-time checks."""
 
 import json
+import logging
 
 import pytest
 
@@ -43,12 +44,12 @@ def test_window_span_counts_the_oldest_stack():
     assert contract.flow_channels == 20
 
 
-def test_runtime_mismatch_refused_or_warned():
+def test_runtime_mismatch_refused_or_warned(caplog):
     contract = ModelContract(classes=GESTURE_CLASSES)
     contract.check_runtime(flow_method="dis-medium", input_size=(112, 112), allow_mismatch=False)
     with pytest.raises(ContractMismatch, match="farneback.*dis-medium"):
         contract.check_runtime(flow_method="farneback", input_size=(112, 112), allow_mismatch=False)
-    warnings = []
-    contract.check_runtime(flow_method="farneback", input_size=(112, 112), allow_mismatch=True,
-                           warn=warnings.append)
+    with caplog.at_level(logging.WARNING, logger="twostream.contract"):
+        contract.check_runtime(flow_method="farneback", input_size=(112, 112), allow_mismatch=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "WARNING" in warnings[0]
