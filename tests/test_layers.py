@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("twostream", "engines", "realtime", "calibration", "building", "ui")
-COMMANDS = ("app", "bench", "build_engine", "train")
+COMMANDS = ("app", "bench", "build_engine", "train", "cli")
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
