@@ -4,6 +4,10 @@ Layout (a torch.save'd dict of plain types and tensors, so no pickled code runs 
     format: "twostream-checkpoint", version: 1,
     contract: ModelContract.to_dict(), state_dict: {name: tensor},
     metrics: {...} (optional, held-out accuracy), train_state: {...} (optional, for resume)
+
+train_state (twostream.training.Progress) of a run between epochs: stage, epoch, and for an
+exact resume the stage's optimizer and LR scheduler state_dicts and torch's RNG state (uint8);
+a finished model keeps only {"stage": "done", "epoch": 0}, so the shipped file stays small.
 """
 
 from __future__ import annotations
