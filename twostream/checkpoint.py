@@ -86,7 +86,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: checkpoint has no state_dict")
-    return Checkpoint(contract, state, payload.get("metrics") or {}, payload.get("train_state") or {})
+    train_state = payload.get("train_state") or {}
+    if not isinstance(train_state, dict):
+        raise CheckpointError(f"{path}: checkpoint train_state is a {type(train_state).__name__}, not a dict")
+    return Checkpoint(contract, state, payload.get("metrics") or {}, train_state)
 
 
 def build_model(checkpoint: Checkpoint) -> TwoStreamNet:
