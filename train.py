@@ -6,8 +6,8 @@
     python train.py evaluate --model models/demo.pt              # held-out JSON report
     python train.py card --model models/demo.pt                  # writes models/demo.md
 
-Every run is seeded; a checkpoint is written atomically after each epoch, so an interrupted
-run resumes where it stopped.
+Every run is seeded; a checkpoint is written atomically after each epoch, with the optimizer,
+schedule and random generator state, so an interrupted run resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
 from twostream.data import folder_classes, generate_clips, load_folder
-from twostream.errors import RecognizerError
+from twostream.errors import CheckpointError, RecognizerError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
-from twostream.training import STAGES, TRAIN_FUSION, TrainSettings, clip_features, evaluate, train_head, train_towers
+from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 
 logger = logging.getLogger("train")
 
@@ -48,14 +48,17 @@ def fit(args) -> dict:
     out = Path(args.out)
     if args.resume:
         checkpoint = read_checkpoint(args.resume)
+        try:
+            state = Progress.from_train_state(checkpoint.train_state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{args.resume}: {exc}") from exc
         model = build_model(checkpoint).train()
-        state = checkpoint.train_state or {"stage": "towers", "epoch": 0}
         history = list(checkpoint.metrics.get("history", []))
-        logger.info(f"resuming {args.resume} at stage {state['stage']}, epoch {state['epoch']}")
+        logger.info(f"resuming {args.resume} at stage {state.stage}, epoch {state.epoch}")
     elif args.init:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
-        state = {"stage": "towers", "epoch": 0}
+        state = Progress()
         history = []
         logger.info(f"fine-tuning from {args.init}")
     else:
@@ -66,7 +69,7 @@ def fit(args) -> dict:
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
             train_fps=args.fps)
         model = TwoStreamNet(contract, pretrained=args.pretrained)
-        state = {"stage": "towers", "epoch": 0}
+        state = Progress()
         history = []
     contract = model.contract
     settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
@@ -80,20 +83,20 @@ def fit(args) -> dict:
         recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
                                       "held_out": checkpoint.metrics.get("held_out", {}).get("top1_fused")}
 
-    def checkpoint_after(stage: str, epoch: int, stage_epochs: int, figures: dict) -> None:
-        history.append({"stage": stage, "epoch": epoch, **figures})
-        done = epoch >= stage_epochs
-        next_state = {"stage": STAGES[STAGES.index(stage) + 1], "epoch": 0} if done else {"stage": stage, "epoch": epoch}
-        save_checkpoint(out, model, metrics={"history": history, "recipe": recipe}, train_state=next_state)
+    def checkpoint_after(progress: Progress, stage_epochs: int, figures: dict) -> None:
+        history.append({"stage": progress.stage, "epoch": progress.epoch, **figures})
+        if progress.epoch >= stage_epochs:
+            progress = progress.next_stage()
+        save_checkpoint(out, model, metrics={"history": history, "recipe": recipe},
+                        train_state=progress.to_train_state())
 
     started = time.monotonic()
-    if state["stage"] == "towers":
+    if state.stage == "towers":
         train = _clips(args, contract, "train", args.seed, args.clips_per_class)
-        train_towers(model, train, settings, state["epoch"],
-                     lambda e, f: checkpoint_after("towers", e, settings.tower_epochs, f))
+        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f))
         del train
-        state = {"stage": "head", "epoch": 0}
-    if state["stage"] == "head":
+        state = Progress("head")  # the generator runs on as it is; the checkpoint keeps its state
+    if state.stage == "head":
         for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
             p.requires_grad_(False)
         # On generated data the head learns on clips the towers never saw: on their own
@@ -103,8 +106,7 @@ def fit(args) -> dict:
         head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class)
         feats = clip_features(model, head_clips, desc="cache tower features")
         del head_clips
-        train_head(model, feats, settings, state["epoch"],
-                   lambda e, f: checkpoint_after("head", e, settings.head_epochs, f))
+        train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
         del feats
     model.eval()
     held_out_seed = args.seed + seeds.HELD_OUT_OFFSET

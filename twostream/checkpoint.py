@@ -4,6 +4,10 @@ Layout (a torch.save'd dict of plain types and tensors, so no pickled code runs 
     format: "twostream-checkpoint", version: 1,
     contract: ModelContract.to_dict(), state_dict: {name: tensor},
     metrics: {...} (optional, held-out accuracy), train_state: {...} (optional, for resume)
+
+train_state (twostream.training.Progress) of a run between epochs: stage, epoch, and for an
+exact resume the stage's optimizer and LR scheduler state_dicts and torch's RNG state (uint8);
+a finished model keeps only {"stage": "done", "epoch": 0}, so the shipped file stays small.
 """
 
 from __future__ import annotations
@@ -82,7 +86,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: checkpoint has no state_dict")
-    return Checkpoint(contract, state, payload.get("metrics") or {}, payload.get("train_state") or {})
+    train_state = payload.get("train_state") or {}
+    if not isinstance(train_state, dict):
+        raise CheckpointError(f"{path}: checkpoint train_state is a {type(train_state).__name__}, not a dict")
+    return Checkpoint(contract, state, payload.get("metrics") or {}, train_state)
 
 
 def build_model(checkpoint: Checkpoint) -> TwoStreamNet:

@@ -5,12 +5,13 @@ L-deep flow stack) through their per-frame classifiers.
 Stage "head": towers frozen; their features are computed once per clip frame (they do not
 depend on the window, exactly as at run time) and the fusion head learns on windows of T
 cached feature pairs with the stride tau drawn at random (the paper draws tau in 5..15).
+
+After every epoch the caller gets a Progress: with the weights, all an exact resume needs.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from twostream import seeds
 from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
+from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan, tower_inputs
 
@@ -55,15 +57,80 @@ class ClipFeatures:
     label: int
 
 
-def _one_cycle(opt, lr: float, total: int, done: int):
-    """One-cycle schedule over ``total`` steps, advanced past the ``done`` steps of a resumed run
-    (the weights come from the checkpoint; only the learning rate needs replaying)."""
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
-        for _ in range(done):
-            sched.step()
-    return sched
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands between epochs, with everything beyond the weights that continuing it
+    exactly needs; a checkpoint stores it as ``train_state`` (plain types and tensors only, so
+    it loads with weights_only=True).
+
+    ``epoch`` epochs of ``stage`` are done. ``optimizer`` and ``scheduler`` are the stage's AdamW
+    and OneCycleLR state_dicts (moments, step counts, learning rate and momentum): None at epoch
+    0, where a stage starts both afresh. ``torch_rng`` is torch.get_rng_state(), uint8 (N,), for
+    the head's dropout masks to come (training runs on the CPU, so that generator is the only
+    torch one; the towers draw nothing from it, but a run resumed mid-towers must still reach the
+    head with the generator of the uninterrupted run). None (a fresh run) leaves it as it is.
+    numpy needs nothing: every epoch draws from its own np.random.default_rng([seed, stage, epoch]).
+    """
+
+    stage: str = "towers"
+    epoch: int = 0
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    torch_rng: torch.Tensor | None = None
+
+    def next_stage(self) -> "Progress":
+        """Epoch 0 of the following stage: fresh optimizer and schedule, the same generator.
+        "done" keeps nothing (the shipped model file stays small)."""
+        stage = STAGES[STAGES.index(self.stage) + 1]
+        return Progress(stage, 0, torch_rng=None if stage == "done" else self.torch_rng)
+
+    def to_train_state(self) -> dict:
+        """The checkpoint's ``train_state``: stage and epoch, plus the fields that are set."""
+        state = {"stage": self.stage, "epoch": self.epoch}
+        for key in ("optimizer", "scheduler", "torch_rng"):
+            if getattr(self, key) is not None:
+                state[key] = getattr(self, key)
+        return state
+
+    @staticmethod
+    def from_train_state(state: dict) -> "Progress":
+        """The point a checkpoint's ``train_state`` resumes from; CheckpointError (one line)
+        where it cannot resume exactly, rather than continuing a different run in silence."""
+        if not state:
+            raise CheckpointError("no training state (not written by train.py fit): nothing to resume; "
+                                  "fine-tune from it with --init instead")
+        stage, epoch = state.get("stage"), state.get("epoch")
+        if stage not in STAGES or not isinstance(epoch, int) or epoch < 0:
+            raise CheckpointError(f"malformed training state: stage {stage!r}, epoch {epoch!r}")
+        if stage == "done":  # only the held-out evaluation is left, and it draws nothing at random
+            return Progress(stage, epoch)
+        rng = state.get("torch_rng")
+        missing = [key for key in ("optimizer", "scheduler") if epoch > 0 and not isinstance(state.get(key), dict)]
+        if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+            missing.append("torch_rng")
+        if missing:
+            raise CheckpointError(f"{stage} epoch {epoch} checkpoint lacks {', '.join(missing)} (written before "
+                                  "exact resume, or damaged): it cannot be resumed exactly; start the run again, "
+                                  "or fine-tune from it with --init")
+        return Progress(stage, epoch, state.get("optimizer"), state.get("scheduler"), rng)
+
+
+def _continue(start: Progress, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Put a fresh optimizer, schedule and generator where ``start`` left them: the optimizer's
+    state_dict brings the moments and the learning rate and betas set for the next step, the
+    scheduler's its place in the cycle."""
+    if start.optimizer is not None:
+        opt.load_state_dict(start.optimizer)
+        sched.load_state_dict(start.scheduler)
+    if start.torch_rng is not None:
+        torch.set_rng_state(start.torch_rng)
+
+
+def _after_epoch(stage: str, epoch: int, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LRScheduler) -> Progress:
+    """Progress after ``epoch`` epochs. The state_dicts reference the live tensors: the
+    on_epoch callback saves them before the next step changes them."""
+    return Progress(stage, epoch, opt.state_dict(), sched.state_dict(), torch.get_rng_state())
 
 
 def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generator, size: int):
@@ -81,17 +148,19 @@ def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generat
     return torch.from_numpy(np.concatenate(rgb)), torch.from_numpy(np.concatenate(flow)), torch.tensor(labels)
 
 
-def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start_epoch: int,
-                 on_epoch: Callable[[int, dict], None]) -> None:
-    """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc)."""
+def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start: Progress,
+                 on_epoch: Callable[[Progress, dict], None]) -> None:
+    """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc),
+    from ``start`` (Progress() for a fresh run); ``on_epoch(progress, figures)`` after each epoch."""
     contract = model.contract
     params = (list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters())
               + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
-    sched = _one_cycle(opt, settings.lr, steps * settings.tower_epochs, start_epoch * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
+    _continue(start, opt, sched)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    for epoch in range(start_epoch, settings.tower_epochs):
+    for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
         model.train()
         bar = tqdm(range(steps), desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
@@ -112,7 +181,8 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
             seen += len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}", spatial=f"{correct[0] / seen:.2f}",
                             temporal=f"{correct[1] / seen:.2f}")
-        on_epoch(epoch + 1, {"spatial_train_acc": correct[0] / seen, "temporal_train_acc": correct[1] / seen})
+        on_epoch(_after_epoch("towers", epoch + 1, opt, sched),
+                 {"spatial_train_acc": correct[0] / seen, "temporal_train_acc": correct[1] / seen})
 
 
 @torch.inference_mode()
@@ -139,21 +209,23 @@ def gather_window(features: ClipFeatures, end: int, contract: ModelContract, str
     return features.spatial[frames], features.temporal[frames]
 
 
-def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start_epoch: int,
-               on_epoch: Callable[[int, dict], None]) -> None:
-    """The fusion head on windows of cached tower features, tau drawn in ``settings.strides``."""
+def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start: Progress,
+               on_epoch: Callable[[Progress, dict], None]) -> None:
+    """The fusion head on windows of cached tower features, tau drawn in ``settings.strides``,
+    from ``start`` (Progress("head") for a fresh run); ``on_epoch(progress, figures)`` after each epoch."""
     contract = model.contract
     head = model.head
     params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
     if not params:  # late fusion: the per-frame classifiers are the whole head
-        on_epoch(settings.head_epochs, {})
+        on_epoch(Progress("head", settings.head_epochs), {})
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)
-    sched = _one_cycle(opt, settings.lr, steps * settings.head_epochs, start_epoch * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
+    _continue(start, opt, sched)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     lo, hi = settings.strides
-    for epoch in range(start_epoch, settings.head_epochs):
+    for epoch in range(start.epoch, settings.head_epochs):
         rng = np.random.default_rng([settings.seed, 2, epoch])
         head.train()
         bar = tqdm(range(steps), desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
@@ -181,7 +253,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.2f}")
-        on_epoch(epoch + 1, {"head_train_acc": correct / seen})
+        on_epoch(_after_epoch("head", epoch + 1, opt, sched), {"head_train_acc": correct / seen})
 
 
 @torch.inference_mode()

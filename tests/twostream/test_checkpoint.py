@@ -11,6 +11,7 @@ from twostream.checkpoint import load_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
+from twostream.training import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +74,14 @@ def _pickled_code(path: Path, tmp: Path) -> Path:
     return out
 
 
+def _bad_train_state(path: Path, tmp: Path) -> Path:
+    out = tmp / "badtrainstate.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["train_state"] = ["towers", 1]
+    torch.save(payload, out)
+    return out
+
+
 @pytest.mark.parametrize("make,message", [
     (_truncated, "corrupt or truncated"),
     (_garbage, "corrupt or truncated"),
@@ -80,6 +89,7 @@ def _pickled_code(path: Path, tmp: Path) -> Path:
     (_mismatched, "does not match the model code"),
     (_bad_contract, "flow_method 'magic'"),
     (_pickled_code, "corrupt or truncated"),
+    (_bad_train_state, "train_state is a list"),
 ])
 def test_bad_files_raise_one_checkpoint_error(saved, tmp_path, make, message):
     bad = make(saved[1], tmp_path)
@@ -87,6 +97,16 @@ def test_bad_files_raise_one_checkpoint_error(saved, tmp_path, make, message):
         load_model(bad)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_shipped_model_from_before_exact_resume_still_loads():
+    """models/demo.pt keeps the old, small train_state: a finished model carries no optimizer."""
+    path = ROOT / "models" / "demo.pt"
+    if not path.is_file():
+        pytest.skip("models/demo.pt is absent")
+    _, checkpoint = load_model(path)
+    assert checkpoint.train_state == {"stage": "done", "epoch": 0}
+    assert Progress.from_train_state(checkpoint.train_state) == Progress("done", 0)
 
 
 def test_missing_file(tmp_path):

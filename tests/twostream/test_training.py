@@ -1,4 +1,4 @@
-"""The training command end to end on tiny data: generated clips, a folder of clips, resume."""
+"""The training command end to end on tiny data: generated clips, a folder of clips, exact resume."""
 
 import json
 
@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import train
-from twostream.checkpoint import read_checkpoint
+from twostream.checkpoint import read_checkpoint, save_checkpoint
+from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
+from twostream.model import TwoStreamNet
 
 TINY = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
         "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1",
@@ -42,19 +44,94 @@ def test_fit_on_generated_clips_writes_a_model_with_its_report(tmp_path, capsys)
     assert "train.py fit --out" in card and "GFLOPs per window" in card
 
 
-def test_resume_continues_from_the_saved_epoch(tmp_path, capsys):
-    out = _fit(tmp_path, "--clips-per-class", "1", "--val-clips-per-class", "1",
-               "--tower-epochs", "2", "--head-epochs", "1")
-    # Simulate a run interrupted after tower epoch 1: its checkpoint says so.
-    payload = torch.load(out, weights_only=True)
-    payload["train_state"] = {"stage": "towers", "epoch": 1}
-    payload["metrics"] = {"history": payload["metrics"]["history"][:1]}
-    torch.save(payload, out)
-    assert train.main(["fit", "--resume", str(out), "--out", str(out), *TINY, "--clips-per-class", "1",
-                       "--val-clips-per-class", "1", "--tower-epochs", "2", "--head-epochs", "1"]) == 0
-    history = read_checkpoint(out).metrics["history"]
-    assert [(h["stage"], h["epoch"]) for h in history] == [("towers", 1), ("towers", 2), ("head", 1)]
-    assert "resuming" in capsys.readouterr().err
+# Two epochs per stage, so that each stage can be interrupted half way.
+EXACT = [*TINY, "--clips-per-class", "1", "--val-clips-per-class", "1", "--tower-epochs", "2", "--head-epochs", "2"]
+
+
+def _generate_once(monkeypatch):
+    """Render each generated clip set once per test: the runs compared here share their clips, and
+    rendering them again for every run would take longer than the training."""
+    rendered = {}
+    real = train.generate_clips
+
+    def generate(contract, clips_per_class, seed, **kwargs):
+        key = (contract, clips_per_class, seed, tuple(sorted(kwargs.items())))
+        if key not in rendered:
+            rendered[key] = real(contract, clips_per_class, seed, **kwargs)
+        return rendered[key]
+
+    monkeypatch.setattr(train, "generate_clips", generate)
+
+
+def _interrupt_after(monkeypatch, point: tuple[str, int] | None):
+    """Stop the run as Ctrl-C would, right after it writes the checkpoint whose train_state is
+    ``point`` (stage, epoch); None lets it run to the end."""
+
+    def save(path, model, metrics=None, train_state=None):
+        save_checkpoint(path, model, metrics=metrics, train_state=train_state)
+        if (train_state["stage"], train_state["epoch"]) == point:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save)
+
+
+def _weights_equal(a: dict, b: dict) -> bool:
+    assert a.keys() == b.keys()
+    return all(torch.allclose(a[k].double(), b[k].double()) for k in a)
+
+
+@pytest.fixture
+def one_thread():
+    """These tiny convolutions gain nothing from a second thread, and on a 2-core machine busy
+    with other jobs OpenMP's waiting threads made the resume test ten times slower (5 s vs 54 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, capsys, one_thread):
+    _generate_once(monkeypatch)
+    expected = read_checkpoint(_fit(tmp_path, *EXACT))
+    assert expected.train_state == {"stage": "done", "epoch": 0}  # the shipped file carries no optimizer
+    # One run interrupted three times: mid towers, between the stages, mid head.
+    out = tmp_path / "interrupted.pt"
+    points = [("towers", 1), ("head", 0), ("head", 1)]
+    _interrupt_after(monkeypatch, points[0])
+    assert train.main(["fit", "--out", str(out), *EXACT]) == 130
+    mid_towers = torch.load(out, weights_only=True)
+    assert {"optimizer", "scheduler", "torch_rng"} <= mid_towers["train_state"].keys()
+    for point, stop in zip(points, points[1:] + [None]):
+        _interrupt_after(monkeypatch, stop)
+        assert train.main(["fit", "--resume", str(out), "--out", str(out), *EXACT]) == (130 if stop else 0)
+        assert f"resuming {out} at stage {point[0]}, epoch {point[1]}" in capsys.readouterr().err
+    resumed = read_checkpoint(out)
+    assert resumed.state_dict.keys() == expected.state_dict.keys()
+    for key, value in expected.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value, msg=lambda m: f"{key}: {m}")
+    assert resumed.metrics["history"] == expected.metrics["history"]
+    assert resumed.metrics["held_out"] == expected.metrics["held_out"]
+    assert resumed.train_state == {"stage": "done", "epoch": 0}
+    # The check can fail: the same resume with AdamW's moments started afresh ends elsewhere.
+    _interrupt_after(monkeypatch, None)
+    monkeypatch.setattr(torch.optim.AdamW, "load_state_dict", lambda self, state: None)
+    torch.save(mid_towers, out)
+    assert train.main(["fit", "--resume", str(out), "--out", str(out), *EXACT]) == 0
+    assert not _weights_equal(read_checkpoint(out).state_dict, expected.state_dict)
+
+
+def test_checkpoint_without_optimizer_state_is_not_resumed_inexactly(tmp_path, capsys):
+    old = tmp_path / "old.pt"
+    model = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES, input_size=(48, 48)))
+    for stage, epoch in (("towers", 1), ("head", 0)):  # as written before exact resume: stage and epoch only
+        save_checkpoint(old, model, train_state={"stage": stage, "epoch": epoch})
+        assert train.main(["fit", "--resume", str(old), "--out", str(old), *EXACT]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(old) in err[0] and "cannot be resumed exactly" in err[0]
+    save_checkpoint(old, model)  # no train_state at all: not a run to continue
+    assert train.main(["fit", "--resume", str(old), "--out", str(old), *EXACT]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing to resume" in err[0]
 
 
 def _write_clip(path, direction: int, seed: int):
