@@ -21,12 +21,13 @@ from building.export import check_export, export_parts, to_fp16
 from engines.onnx_parts import PARTS, PartFiles
 from calibration.mixed import PART_NAMES, VALIDATION_SEED, choose_parts
 from calibration.scoring import WindowSet, can_generate, generated_windows
+from engines.table import ENGINE_BACKENDS, ENGINE_PRECISIONS
 from engines.tensorrt_backend import TensorRTBuildSettings
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
-BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime")
-BUILD_PRECISIONS = ("fp32", "fp16", "int8")
+BUILD_BACKENDS = ENGINE_BACKENDS
+BUILD_PRECISIONS = ENGINE_PRECISIONS
 
 
 @dataclass(frozen=True)
