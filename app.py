@@ -39,6 +39,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
@@ -81,12 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="model file, or an engine directory from build_engine.py (default: models/demo.pt)")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime", "torch"),
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
                         default="auto", help="inference backend; auto: TensorRT if CUDA and TensorRT are "
                                              "present, else OpenVINO, else ONNX Runtime, else PyTorch (says why)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: an engine directory's own, fp32 for a model file; int8 needs an engine "
                              "directory (build_engine.py --precision int8)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where engines built from a model file are kept and reused (default: "
+                             "$XDG_CACHE_HOME/twostream-recognizer/engines, else ~/.cache/...)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     parser.add_argument("--hop", type=_positive, default=1, help="score every HOP-th frame (default 1)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace files and folders at their own frame rate, as if live (drops when behind)")
@@ -145,15 +151,28 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's clean path
 
 
+def _configure(args: argparse.Namespace) -> None:
+    """Process-wide settings, once at startup: log lines on stderr as plain messages, and
+    torch's thread count (process-wide in torch, so no backend sets it)."""
+    import logging
+
+    import torch
+
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=level)
+    torch.set_num_threads(args.threads)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so --help is instant and import errors still become one line.
-    from building.load import open_model
+    from building.load import prepare_model
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import Pipeline, PipelineSettings
     from realtime.scorer import ScorerSettings
     from realtime.sources import SourceSettings, open_source
 
+    _configure(args)
     if not args.no_ui:
         return run_ui(args)
     input_size = (args.input_size, args.input_size) if args.input_size else None
@@ -165,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
         # pipeline starts: whatever it buffered while the model loaded would be stale frames.
         source.open()
     try:
-        backend = open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                               precision=args.precision, log=lambda line: print(line, file=sys.stderr))
+        prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                                 threads=args.threads, input_size=input_size)
+        backend = prepared.open()
     except BaseException:
         source.close()
         raise
@@ -200,8 +220,7 @@ def run(args: argparse.Namespace) -> int:
         stopped_by = "--max-frames"
     pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
     summary = pipeline.stats().to_record()
-    summary.update(source=source.description, backend=backend.name,
-                   precision=getattr(backend, "precision", None) or "fp32",
+    summary.update(source=source.description, backend=backend.name, precision=backend.precision,
                    flow=pipeline.flow_method, hop=args.hop, stopped_by=stopped_by,
                    threads_not_joined=list(unjoined))
     print("summary: " + json.dumps(summary), file=sys.stderr)
@@ -209,9 +228,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    """Serve the live page until Ctrl-C/SIGTERM. The model loads once here, to fail fast with
-    one error line; each browser session then loads its own backend (ui.session says why)."""
-    from building.load import open_model
+    """Serve the live page until Ctrl-C/SIGTERM. The model is prepared (loaded, and built into
+    the engine cache if need be) once here, and one runner is opened to fail fast with one error
+    line; each browser session then opens its own runner from it (ui.session says why), with
+    no export or compile."""
+    from building.load import prepare_model
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import PipelineSettings
@@ -226,13 +247,10 @@ def run_ui(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise SourceError(f"--allow-dir {folder}: no such directory")
 
-    def load():
-        return open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                            precision=args.precision)
-
-    with open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                      precision=args.precision, log=lambda line: print(line, file=sys.stderr)) as probe:
-        loaded = (probe.name, getattr(probe, "precision", None) or "fp32")
+    prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                             threads=args.threads, input_size=input_size)
+    with prepared.open():
+        pass
     session = SessionSettings(
         pipeline=PipelineSettings(
             capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
@@ -245,7 +263,7 @@ def run_ui(args: argparse.Namespace) -> int:
     page = LivePage(PageSettings(
         model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
         auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
-        backend=loaded[0], precision=loaded[1], session=session), load)
+        backend=prepared.backend, precision=prepared.precision, session=session), prepared.open)
     try:
         page.serve(lambda line: print(line, flush=True))
     except KeyboardInterrupt:

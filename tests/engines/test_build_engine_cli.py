@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import build_engine
-from engines.auto import open_model
+from building.load import open_model
 from engines.enginedir import ENGINE_JSON, read_engine
 from building.parity import Thresholds
 from tests.engines.conftest import SMALL
@@ -95,9 +95,9 @@ def test_failures_are_one_line_and_leave_nothing(case, argv, words, small_ckpt, 
 
 
 def test_parity_below_thresholds_fails_and_writes_nothing(small_ckpt, tmp_path, capsys, monkeypatch):
-    import engines.parity
+    import building.parity
 
-    monkeypatch.setattr(engines.parity, "thresholds_for", lambda precision: Thresholds(max_rel_err=-1.0))
+    monkeypatch.setattr(building.parity, "thresholds_for", lambda precision: Thresholds(max_rel_err=-1.0))
     out = tmp_path / "engine"
     code, stdout, stderr = _run(capsys, ["--model", small_ckpt, "--backend", "onnxruntime",
                                          "--precision", "fp32", "--out", out, *FAST])
