@@ -39,7 +39,8 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import configure_logging, default_of  # noqa: E402
+from cli import configure_logging, default_of, verbosity  # noqa: E402
+from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
@@ -90,12 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="model file, or an engine directory from build_engine.py (default: models/demo.pt)")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime", "torch"),
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
                         default="auto", help="inference backend; auto: TensorRT if CUDA and TensorRT are "
                                              "present, else OpenVINO, else ONNX Runtime, else PyTorch (says why)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: an engine directory's own, fp32 for a model file; int8 needs an engine "
                              "directory (build_engine.py --precision int8)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where engines built from a model file are kept and reused (default: "
+                             "$XDG_CACHE_HOME/twostream-recognizer/engines, else ~/.cache/...)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     parser.add_argument("--hop", type=_positive, default=scorer.hop,
                         help="score every HOP-th frame (default %(default)s)")
     parser.add_argument("--realtime", action="store_true",
@@ -184,12 +190,22 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's clean path
 
 
+def _configure(args: argparse.Namespace) -> None:
+    """Process-wide settings, once at startup: log lines on stderr as plain messages, and
+    torch's thread count (process-wide in torch, so no backend sets it)."""
+    import torch
+
+    configure_logging(verbosity(args.quiet, args.verbose))
+    torch.set_num_threads(args.threads)
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so --help is instant and import errors still become one line.
-    from building.load import open_model
+    from building.load import prepare_model
     from realtime.pipeline import Pipeline
     from realtime.sources import open_source
 
+    _configure(args)
     if not args.no_ui:
         return run_ui(args)
     input_size = (args.input_size, args.input_size) if args.input_size else None
@@ -200,8 +216,9 @@ def run(args: argparse.Namespace) -> int:
         # pipeline starts: whatever it buffered while the model loaded would be stale frames.
         source.open()
     try:
-        backend = open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                               precision=args.precision, log=lambda line: print(line, file=sys.stderr))
+        prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                                 threads=args.threads, input_size=input_size)
+        backend = prepared.open()
     except BaseException:
         source.close()
         raise
@@ -229,8 +246,7 @@ def run(args: argparse.Namespace) -> int:
         stopped_by = "--max-frames"
     pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
     summary = pipeline.stats().to_record()
-    summary.update(source=source.description, backend=backend.name,
-                   precision=getattr(backend, "precision", None) or "fp32",
+    summary.update(source=source.description, backend=backend.name, precision=backend.precision,
                    flow=pipeline.flow_method, hop=args.hop, stopped_by=stopped_by,
                    threads_not_joined=list(unjoined))
     print("summary: " + json.dumps(summary), file=sys.stderr)
@@ -238,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    """Serve the live page until Ctrl-C/SIGTERM. The model loads once here, to fail fast with
-    one error line; each browser session then loads its own backend (ui.session says why)."""
-    from building.load import open_model
+    """Serve the live page until Ctrl-C/SIGTERM. The model is prepared (loaded, and built into
+    the engine cache if need be) once here, and one runner is opened to fail fast with one error
+    line; each browser session then opens its own runner from it (ui.session says why), with
+    no export or compile."""
+    from building.load import prepare_model
     from ui.overlay import OverlaySettings
     from ui.page import LivePage
     from ui.session import SessionSettings
@@ -251,19 +269,16 @@ def run_ui(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise SourceError(f"--allow-dir {folder}: no such directory")
 
-    def load():
-        return open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                            precision=args.precision)
-
-    with open_model(args.model, args.backend, threads=args.threads, input_size=input_size,
-                      precision=args.precision, log=lambda line: print(line, file=sys.stderr)) as probe:
-        loaded = (probe.name, getattr(probe, "precision", None) or "fp32")
+    prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                             threads=args.threads, input_size=input_size)
+    with prepared.open():
+        pass
     pipeline, source = settings_from_args(args)
     session = SessionSettings(pipeline=pipeline, source=source, overlay=OverlaySettings(topk=args.topk))
     page = LivePage(PageSettings(
         model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
         auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
-        backend=loaded[0], precision=loaded[1], session=session), load)
+        backend=prepared.backend, precision=prepared.precision, session=session), prepared.open)
     try:
         page.serve(lambda line: print(line, flush=True))
     except KeyboardInterrupt:
@@ -273,7 +288,6 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()  # the contract-mismatch warning, engine-build progress: stderr
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run(args)

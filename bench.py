@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from cli import configure_logging  # noqa: E402
 from twostream import seeds  # noqa: E402
+from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
@@ -56,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=None,
                         help="model file or engine directory from build_engine.py (default: models/demo.pt, "
                              "or random weights if it is absent: speed does not depend on the weights)")
-    parser.add_argument("--backend", default="torch",
-                        choices=("auto", "tensorrt", "openvino", "onnxruntime", "torch"),
+    parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                         help="inference backend (default torch; auto: TensorRT, else OpenVINO, else ONNX "
                              "Runtime, else PyTorch)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="auto: an engine directory's own, fp32 for a model file; int8 needs an "
                              "engine directory built by build_engine.py")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where engines built from a model file are kept and reused (default: "
+                             "$XDG_CACHE_HOME/twostream-recognizer/engines, else ~/.cache/...)")
     parser.add_argument("--live-frames", type=int, default=75,
                         help="frames of the clip also played at 25 fps, as live, for latency (0: skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
@@ -87,43 +90,30 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Non
         writer.release()
 
 
-def load_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto"):
-    """(backend, description) for the model file or engine directory, or a random-weight
-    model of the same shape."""
-    from engines.torch_backend import TorchBackend
+def load_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto",
+                 cache_dir: Path | None = None):
+    """(runner, description) for the model file or engine directory, or a random-weight model
+    of the same shape, prepared once (building.load.prepare_model: an engine backend builds a
+    model file into the engine cache, or finds it there)."""
+    from building.load import prepare_model
+
+    path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+    if path is not None:
+        prepared = prepare_model(path, backend, precision, cache_dir=cache_dir, threads=threads)
+        return prepared.open(), str(path)
+    import torch
+
+    from twostream.checkpoint import save_checkpoint
     from twostream.contract import GESTURE_CLASSES, ModelContract
     from twostream.model import TwoStreamNet
 
-    path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
-    if backend != "torch" or precision not in ("auto", "fp32") or (path is not None and path.is_dir()):
-        from building.load import open_model
-
-        say = lambda message: print(message, file=sys.stderr)  # noqa: E731 - which backend auto picked
-        if path is not None:
-            return open_model(path, backend, threads=threads, precision=precision, log=say), str(path)
-        import torch
-
-        from twostream.checkpoint import save_checkpoint
-
-        torch.manual_seed(seeds.RANDOM_WEIGHTS)
-        with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
-            # Backends read the file while they load, so it may go right after.
-            random_path = Path(tmp) / "random.pt"
-            save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
-            opened = open_model(random_path, backend, threads=threads, precision=precision, log=say)
-        return opened, "random weights (models/demo.pt absent)"
-    if path is not None:
-        return TorchBackend.from_checkpoint(path, threads=threads), str(path)
-    import torch
-
     torch.manual_seed(seeds.RANDOM_WEIGHTS)
-    net = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES))
-    return TorchBackend(net, threads=threads), "random weights (models/demo.pt absent)"
-
-
-def _precision_of(backend) -> str:
-    """The precision a loaded backend runs in, for the report."""
-    return getattr(backend, "precision", None) or "fp32"
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+        # Prepared is the loaded model or the cached engine: the file may go right after.
+        random_path = Path(tmp) / "random.pt"
+        save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
+        prepared = prepare_model(random_path, backend, precision, cache_dir=cache_dir, threads=threads)
+    return prepared.open(), "random weights (models/demo.pt absent)"
 
 
 def percentiles(values) -> dict:
@@ -203,7 +193,7 @@ def bench(args: argparse.Namespace) -> dict:
 
     from twostream.preprocess import WindowPlan
 
-    backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision)
+    backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision, args.cache_dir)
     span = WindowPlan.of(backend.contract).span
     if args.frames < span + 7 or 0 < args.naive_frames < span + 7:
         raise DataError(f"--frames and --naive-frames must be >= {span + 7}: a window of this model spans "
@@ -244,7 +234,7 @@ def bench(args: argparse.Namespace) -> dict:
         "max_abs_logit_diff_vs_naive": round(max(diffs), 7) if diffs else None,
         "clip": f"{args.size[0]}x{args.size[1]} generated, mp4v",
         "hop": 1,
-        "backend": f"{backend.name} {_precision_of(backend)}",
+        "backend": f"{backend.name} {backend.precision}",
         "model": model_name,
         "flow_method": backend.contract.flow_method,
         "input_size": list(backend.input_size),
@@ -256,7 +246,13 @@ def bench(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()  # engine-build progress of --backend onnxruntime/openvino: stderr
+    import torch
+
+    # Once for the process: progress and which backend auto picked (and engine cache builds) on
+    # stderr, and torch's thread count (process-wide; only the naive baseline changes it, and
+    # restores it).
+    configure_logging()
+    torch.set_num_threads(args.threads)
     try:
         result = bench(args)
     except RecognizerError as exc:

@@ -14,9 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from building.settings import BUILD_BACKENDS, BUILD_PRECISIONS, BuildSettings
+from building.settings import BuildSettings
 from calibration.dataset import build_calibration_set
 from calibration.quantize import PartInputs, default_settings, part_inputs, quantize_parts
+from engines.table import ENGINE_BACKENDS, ENGINE_PRECISIONS
 from engines.enginedir import EngineInfo, EnginePart, TensorRTTarget, tool_versions
 from building.export import check_export, export_parts, to_fp16
 from engines.onnx_parts import PARTS, PartFiles
@@ -36,8 +37,8 @@ class Built:
 
 def check_available(backend: str) -> TensorRTTarget | None:
     """Fail before any work when the backend cannot be used here (EngineError, one line)."""
-    if backend not in BUILD_BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}; choose from {', '.join(BUILD_BACKENDS)}")
+    if backend not in ENGINE_BACKENDS:
+        raise EngineError(f"unknown backend {backend!r}; choose from {', '.join(ENGINE_BACKENDS)}")
     try:
         import onnxruntime  # noqa: F401 - every build checks its export and calibrates with it
     except ImportError as exc:
@@ -56,8 +57,8 @@ def check_available(backend: str) -> TensorRTTarget | None:
 
 def build_parts(model: TwoStreamNet, out_dir: Path, settings: BuildSettings) -> Built:
     """Write the three parts into ``out_dir`` (which must exist) and return their record."""
-    if settings.precision not in BUILD_PRECISIONS:
-        raise EngineError(f"unknown precision {settings.precision!r}; choose from {', '.join(BUILD_PRECISIONS)}")
+    if settings.precision not in ENGINE_PRECISIONS:
+        raise EngineError(f"unknown precision {settings.precision!r}; choose from {', '.join(ENGINE_PRECISIONS)}")
     unknown = set(settings.int8_parts.split(",")) - set(PART_NAMES) - {"auto"}
     if unknown:
         raise EngineError(f"int8 parts must be 'auto' or a comma list of {', '.join(PART_NAMES)}; got {sorted(unknown)}")

@@ -9,9 +9,6 @@ from calibration.dataset import CalibrationSettings
 from calibration.quantize import QuantSettings
 from engines.tensorrt_backend import TensorRTBuildSettings
 
-BUILD_BACKENDS = ("tensorrt", "openvino", "onnxruntime")
-BUILD_PRECISIONS = ("fp32", "fp16", "int8")
-
 
 @dataclass(frozen=True)
 class BuildSettings:

@@ -1,13 +1,13 @@
-"""Which backend runs a model here, and opening it: a checkpoint file or an engine directory.
+"""Which backend runs a model here, and constructing it: the auto chain and the one branch per
+backend that imports it only when it is chosen.
 
-``--backend auto`` picks TensorRT when CUDA and TensorRT are both present, else OpenVINO, else
-ONNX Runtime, else PyTorch, and says which it picked and why. An engine directory narrows the
-choice to what its files can run on: TensorRT plans only on TensorRT; ONNX files on OpenVINO or
-ONNX Runtime; OpenVINO IR only on OpenVINO.
+``--backend auto`` goes down engines.table.KINDS (TensorRT > OpenVINO > ONNX Runtime >
+PyTorch) and takes the first that can run here, saying why it skipped the ones before. An
+engine directory narrows the chain to what its files can run on: TensorRT plans only on
+TensorRT; ONNX files on OpenVINO or ONNX Runtime; OpenVINO IR only on OpenVINO.
 
-From a checkpoint, fp32 and fp16 graphs for ONNX Runtime / OpenVINO / TensorRT are exported
-(and for TensorRT built) on the fly; int8 needs calibration, a deliberate step, so it is only
-opened from an engine directory made by build_engine.py.
+Building an engine from a checkpoint (export, compile) is building.cache's job, not this
+layer's: here only finished files are opened.
 """
 
 from __future__ import annotations
@@ -15,25 +15,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from engines.base import Backend
-from engines.enginedir import EngineInfo, check_expected_contract, is_engine_dir, read_engine
-from twostream.contract import ModelContract
+from engines.enginedir import EngineInfo
+from engines.table import (AUTO, BACKEND_CHOICES, KINDS, ONNXRUNTIME, OPENVINO, PRECISION_CHOICES, TENSORRT, TORCH,
+                           BackendKind, kind_of)
 from twostream.errors import EngineError
 
-BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+BACKENDS = BACKEND_CHOICES
+PRECISIONS = PRECISION_CHOICES
 
 
 @dataclass(frozen=True)
 class Runtimes:
-    """What this machine offers; a version string, or None when absent."""
+    """What this machine offers; a version string, or None when absent (PyTorch always is)."""
 
     cuda_device: str | None
     tensorrt: str | None
     openvino: str | None
     onnxruntime: str | None
+
+    def version(self, kind: BackendKind) -> str | None:
+        if kind is TENSORRT:
+            return self.tensorrt
+        if kind is OPENVINO:
+            return self.openvino
+        if kind is ONNXRUNTIME:
+            return self.onnxruntime
+        return "present"  # torch: this code cannot run without it
 
 
 @dataclass(frozen=True)
@@ -42,46 +51,89 @@ class Choice:
     reason: str
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+def _version(packages: tuple[str, ...]) -> str | None:
+    for package in packages:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def detect_runtimes() -> Runtimes:
-    """Probe without importing the heavy runtimes (TensorRT is only probed by package)."""
+    """Probe without importing the heavy runtimes (only by installed package)."""
     import torch
 
     cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    tensorrt = next((v for v in map(_version, ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")) if v), None)
-    return Runtimes(cuda, tensorrt, _version("openvino"), _version("onnxruntime"))
+    return Runtimes(cuda, *(_version(kind.packages) for kind in (TENSORRT, OPENVINO, ONNXRUNTIME)))
+
+
+def _missing(kind: BackendKind, runtimes: Runtimes) -> str | None:
+    """Why ``kind`` cannot run here, or None when it can."""
+    if "cpu" not in kind.devices and not runtimes.cuda_device:
+        return "no CUDA GPU"
+    if runtimes.version(kind) is None:
+        return f"{kind.title} not installed"
+    return None
+
+
+def _present(kind: BackendKind, runtimes: Runtimes) -> str:
+    if kind is TORCH:
+        return f"PyTorch on {'CUDA (' + runtimes.cuda_device + ')' if runtimes.cuda_device else 'the CPU'}"
+    if "cpu" not in kind.devices:
+        return f"CUDA GPU ({runtimes.cuda_device}) and {kind.title} {runtimes.version(kind)} present"
+    return f"{kind.title} {runtimes.version(kind)} present"
+
+
+def _runs(kind: BackendKind, engine: EngineInfo, suffix: str) -> bool:
+    """Whether ``kind`` can run an engine built for ``engine.backend`` whose files end in
+    ``suffix``: it must read both those files and the kind its builder writes (so a TensorRT
+    engine runs only on TensorRT, an ONNX Runtime one on OpenVINO too)."""
+    return suffix in kind.reads and kind_of(engine.backend).suffix in kind.reads
 
 
 def choose_backend(runtimes: Runtimes, engine: EngineInfo | None = None, engine_suffix: str = "") -> Choice:
     """The auto chain. ``engine``/``engine_suffix``: an engine directory's record and its part
     file suffix ('.onnx', '.xml', '.plan'), which limit what can run it."""
-    if engine is not None and engine.backend == "tensorrt":
-        return Choice("tensorrt", "the engine directory holds TensorRT plans")
-    if engine is None and runtimes.cuda_device and runtimes.tensorrt:
-        return Choice("tensorrt", f"CUDA GPU ({runtimes.cuda_device}) and TensorRT {runtimes.tensorrt} present")
-    missing = "no CUDA GPU" if not runtimes.cuda_device else "TensorRT not installed"
-    if engine is not None:
-        missing = f"the engine directory holds {engine_suffix} files for {engine.backend}"
-    if runtimes.openvino:
-        return Choice("openvino", f"{missing}; OpenVINO {runtimes.openvino} present")
-    if engine_suffix == ".xml":
-        return Choice("openvino", f"{missing} (OpenVINO IR), but OpenVINO is not installed")
-    if runtimes.onnxruntime:
-        return Choice("onnxruntime", f"{missing}; OpenVINO not installed; ONNX Runtime {runtimes.onnxruntime} present")
-    if engine is not None:
-        return Choice(engine.backend, f"{missing}, but neither OpenVINO nor ONNX Runtime is installed")
-    return Choice("torch", f"{missing}; neither OpenVINO nor ONNX Runtime installed")
+    skipped = [] if engine is None else [f"the engine directory holds {engine_suffix} files for {engine.backend}"]
+    for kind in KINDS:
+        if engine is not None and not _runs(kind, engine, engine_suffix):
+            continue
+        missing = _missing(kind, runtimes)
+        if missing is None:
+            return Choice(kind.name, "; ".join([*skipped, _present(kind, runtimes)]))
+        skipped.append(missing)
+    # Only an engine directory gets here (PyTorch ends the chain): the backend it was built
+    # for, whose own check then says what is missing.
+    return Choice(engine.backend, "; ".join(skipped))
+
+
+
+def engine_choice(path: Path, info: EngineInfo, backend: str, runtimes: Runtimes | None = None) -> Choice:
+    """The backend that runs the engine directory ``path`` (described by ``info``): ``backend``
+    itself, or the auto chain's pick for "auto". EngineError when it cannot run the files."""
+    suffix = info.files(path).spatial.suffix
+    if backend == AUTO:
+        choice = choose_backend(runtimes or detect_runtimes(), info, suffix)
+    else:
+        choice = Choice(backend, "asked for")
+    kind = kind_of(choice.backend)
+    if not kind.built:
+        raise EngineError(f"{path} is an engine directory; --backend {kind.name} runs checkpoints only")
+    if kind is TENSORRT and info.backend == TENSORRT.name:
+        # First: plans are tied to a TensorRT version and GPU, and that is what a user must fix.
+        from engines.tensorrt_backend import check_target
+
+        check_target(info.tensorrt, path)
+    if not _runs(kind, info, suffix):
+        raise EngineError(f"{path} holds {info.backend} files ({suffix}); --backend {kind.name} cannot run them")
+    return choice
 
 
 def construct(backend: str, info: EngineInfo, files, *, threads: int | None = None,
               input_size: tuple[int, int] | None = None) -> Backend:
-    """The backend object for built files (``info`` gives contract, precision, TensorRT target)."""
+    """The backend object for built files (``info`` gives contract, precision, TensorRT target).
+    ``threads``: per-part threads of an ONNX Runtime / OpenVINO session (None: its default)."""
     if backend == "tensorrt":
         from engines.tensorrt_backend import TensorRTBackend
 
@@ -100,42 +152,21 @@ def construct(backend: str, info: EngineInfo, files, *, threads: int | None = No
     raise EngineError(f"backend {backend!r} does not run built engines")
 
 
-def open_engine_dir(path: Path, backend: str, precision: str, threads: int | None,
-                    input_size: tuple[int, int] | None, expect_contract: ModelContract | None,
-                    say: Callable[[str], None]) -> Backend:
-    """Open a built engine directory on ``backend`` ("auto": what its files can run on)."""
-    info = read_engine(path)
-    check_expected_contract(info.contract, expect_contract, path)
-    if precision not in ("auto", info.precision):
-        raise EngineError(f"{path} holds a {info.precision} engine, not {precision}")
-    files = info.files(path)
-    suffix = files.spatial.suffix
-    choice = choose_backend(detect_runtimes(), info, suffix) if backend == "auto" else Choice(backend, "asked for")
-    if "tensorrt" in (choice.backend, info.backend):
-        if choice.backend != info.backend:
-            raise EngineError(f"{path} holds {info.backend} files; --backend {choice.backend} cannot run them")
-        from engines.tensorrt_backend import check_target
-
-        check_target(info.tensorrt, path)
-    elif choice.backend == "onnxruntime" and suffix != ".onnx":
-        raise EngineError(f"{path} holds OpenVINO IR ({suffix}): ONNX Runtime cannot run it; use --backend openvino")
-    elif choice.backend == "torch":
-        raise EngineError(f"{path} is an engine directory; --backend torch runs checkpoints only")
-    if backend == "auto":
-        say(f"backend: {choice.backend} ({choice.reason}); engine: {info.precision}, parts "
-            f"{info.spatial.precision}/{info.temporal.precision}/{info.head.precision}")
-    return construct(choice.backend, info, files, threads=threads, input_size=input_size)
-
-
-
-
-def open_torch(model, precision: str, threads: int | None, input_size: tuple[int, int] | None) -> Backend:
-    """A loaded TwoStreamNet on PyTorch: on the GPU when there is one (the auto chain prefers
+def torch_device() -> str:
+    """Where PyTorch runs a checkpoint: the GPU when there is one (the auto chain prefers
     TensorRT there), else the CPU."""
     import torch
 
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def open_torch(model, precision: str, device: str, input_size: tuple[int, int] | None) -> Backend:
+    """A runner around an already loaded TwoStreamNet (fp32 on the CPU shares the model: its
+    forward passes only read the weights; other precisions/devices cast a private copy)."""
+    if precision == "fp32" and device == "cpu":
+        from engines.torch_backend import TorchBackend
+
+        return TorchBackend(model, input_size=input_size)
     from engines.torch_precision_backend import TorchPrecisionBackend
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return TorchPrecisionBackend(model, precision=precision, device=device, threads=threads or 1,
-                                 input_size=input_size)
+    return TorchPrecisionBackend(model, precision=precision, device=device, input_size=input_size)

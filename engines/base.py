@@ -43,8 +43,12 @@ class Backend(ABC):
 
     name = "abstract"
 
-    def __init__(self, contract: ModelContract, input_size: tuple[int, int] | None = None):
+    def __init__(self, contract: ModelContract, input_size: tuple[int, int] | None = None, *,
+                 precision: str = "fp32", device: str = "cpu"):
         self.contract = contract
+        # What this runner computes in and where ("cpu" or "cuda"), for reports: an engine's
+        # own precision (its parts may be mixed: engines.enginedir.EngineInfo has them).
+        self.precision, self.device = precision, device
         # Frames are resized to this (H, W); it differs from the contract only when the user
         # explicitly allowed a contract mismatch.
         self.input_size = tuple(input_size or contract.input_size)

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Iterator
 
 from engines.onnx_parts import PARTS, PartFiles, read_info
+from engines.table import ENGINE_BACKENDS
 from twostream.contract import ModelContract
 from twostream.errors import ContractMismatch, EngineError
 
 ENGINE_FORMAT = "twostream-engine"
 ENGINE_VERSION = 1
 ENGINE_JSON = "engine.json"
-ENGINE_BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 _TOOL_PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "openvino", "onnxconverter-common",
                   "opencv-contrib-python-headless", "tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
@@ -111,10 +111,12 @@ def tool_versions() -> dict:
 
 
 @contextlib.contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
+def staged_output(out: Path, replace: bool = True) -> Iterator[Path]:
     """Build into a fresh folder next to ``out`` and move it into place only when the body
     finishes; on any error the folder is removed, so nothing half-written is left behind.
-    An existing engine directory at ``out`` is replaced; any other existing folder is refused."""
+    An existing engine directory at ``out`` is replaced; any other existing folder is refused.
+    ``replace=False`` keeps an engine directory that appeared at ``out`` meanwhile (another
+    process built the same thing first) and drops this one."""
     out = Path(out)
     if out.exists() and not (out.is_dir() and ((out / ENGINE_JSON).is_file() or not any(out.iterdir()))):
         raise EngineError(f"refusing to replace {out}: it exists and is not an engine directory")
@@ -128,7 +130,10 @@ def staged_output(out: Path) -> Iterator[Path]:
         raise EngineError(f"cannot write the engine to {out}: {exc.strerror or exc}") from exc
     try:
         yield staging
-        _swap_in(staging, out)
+        if replace:
+            _swap_in(staging, out)
+        else:
+            _move_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -143,6 +148,17 @@ def _swap_in(staging: Path, out: Path) -> None:
     os.rename(staging, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _move_in(staging: Path, out: Path) -> None:
+    """Rename the finished folder onto ``out`` unless an engine directory is already there
+    (a rename onto a non-empty folder fails, atomically: the first one in wins)."""
+    try:
+        os.rename(staging, out)
+    except OSError as exc:
+        if not is_engine_dir(out):
+            raise EngineError(f"cannot move the engine into {out}: {exc.strerror or exc}") from exc
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_info(directory: Path, info: EngineInfo) -> None:

@@ -56,8 +56,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, contract: ModelContract, files: PartFiles, *, precision: str = "fp32",
                  settings: OnnxRuntimeSettings = OnnxRuntimeSettings(),
                  input_size: tuple[int, int] | None = None):
-        super().__init__(contract, input_size)
-        self.files, self.precision = files, precision  # the graphs' own precision; for reports
+        super().__init__(contract, input_size, precision=precision, device="cpu")  # the graphs' own precision
+        self.files = files
         self._sessions = tuple(_session(files.of(part), settings) for part in (SPATIAL, TEMPORAL, HEAD))
 
     def _run(self, index: int, part: PartSpec, *inputs: np.ndarray) -> np.ndarray:

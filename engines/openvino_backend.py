@@ -61,10 +61,10 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, contract: ModelContract, files: PartFiles, precision: str, *,
                  settings: OpenVinoSettings = OpenVinoSettings(), input_size: tuple[int, int] | None = None):
-        super().__init__(contract, input_size)
+        super().__init__(contract, input_size, precision=precision, device="cpu")
         import openvino as ov
 
-        self.files, self.precision = files, precision
+        self.files = files
         core = ov.Core()  # per backend: no process-wide state
         options = compile_options(core, precision, settings)
         self.inference_precision = options["INFERENCE_PRECISION_HINT"]

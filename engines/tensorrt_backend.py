@@ -161,16 +161,16 @@ class TensorRTBackend(Backend):
 
     def __init__(self, contract: ModelContract, files: PartFiles, *, precision: str = "fp32", device: int = 0,
                  input_size: tuple[int, int] | None = None):
-        super().__init__(contract, input_size)
-        self.precision = precision  # the graphs' own precision (strongly typed); for reports
+        # The graphs' own precision (strongly typed networks).
+        super().__init__(contract, input_size, precision=precision, device="cuda")
         import torch
 
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise EngineError("TensorRT needs a CUDA GPU; torch sees none")
-        self.device = torch.device("cuda", device)
+        self.cuda = torch.device("cuda", device)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._plans = tuple(_Plan(self._runtime, files.of(p), p, self.device) for p in (SPATIAL, TEMPORAL, HEAD))
+        self._plans = tuple(_Plan(self._runtime, files.of(p), p, self.cuda) for p in (SPATIAL, TEMPORAL, HEAD))
 
     def run_device(self, part: PartSpec, *inputs):
         """Run ``part`` on CUDA tensors (shapes as in the module docstring) -> CUDA tensor."""
@@ -179,7 +179,7 @@ class TensorRTBackend(Backend):
     def _host(self, part: PartSpec, *arrays: np.ndarray) -> np.ndarray:
         import torch
 
-        tensors = tuple(torch.from_numpy(a).to(self.device, non_blocking=False) for a in arrays)
+        tensors = tuple(torch.from_numpy(a).to(self.cuda, non_blocking=False) for a in arrays)
         out = self.run_device(part, *tensors)
         return out.cpu().numpy()  # .cpu() waits for the caller's stream, which waits for ours
 

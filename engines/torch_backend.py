@@ -15,19 +15,17 @@ from twostream.model import TwoStreamNet
 class TorchBackend(Backend):
     """Runs the three parts of a ``TwoStreamNet`` on the CPU in fp32.
 
-    ``threads`` sets torch's intra-op thread count (process-wide). The default is 1: the
-    streaming pipeline keeps the cores busy with parallel stages instead, and on small
-    batch-1 convolutions OpenMP's spinning workers fight the flow thread for the cores
-    (measured on 2 vCPUs: ~400 ms per tower call with 2 threads vs ~3.5 ms with 1).
+    Torch's thread count is process-wide, so it is not set here: each command sets it once at
+    startup (1 for the streaming runtime: its stages run in parallel, and on small batch-1
+    convolutions OpenMP's spinning workers fight the flow thread for the cores; measured on
+    2 vCPUs: ~400 ms per tower call with 2 threads vs ~3.5 ms with 1).
     """
 
     name = "torch"
 
-    def __init__(self, model: TwoStreamNet, *, threads: int | None = 1,
-                 input_size: tuple[int, int] | None = None):
-        super().__init__(model.contract, input_size)
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, model: TwoStreamNet, *, input_size: tuple[int, int] | None = None,
+                 precision: str = "fp32", device: str = "cpu"):
+        super().__init__(model.contract, input_size, precision=precision, device=device)
         self._model = model.eval()
 
     @classmethod

@@ -16,12 +16,13 @@ import copy
 import numpy as np
 import torch
 
+from engines.table import TORCH
 from engines.torch_backend import TorchBackend
 from twostream.errors import EngineError
 from twostream.model import TwoStreamNet
 
-TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
-TORCH_DEVICES = ("cpu", "cuda")
+TORCH_PRECISIONS = TORCH.precisions
+TORCH_DEVICES = TORCH.devices
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -38,15 +39,15 @@ class TorchPrecisionBackend(TorchBackend):
     """A private copy of the net in ``precision`` on ``device`` ('cpu' or 'cuda')."""
 
     def __init__(self, model: TwoStreamNet, *, precision: str = "fp32", device: str = "cpu",
-                 threads: int | None = 1, input_size: tuple[int, int] | None = None):
-        super().__init__(model, threads=threads, input_size=input_size)
+                 input_size: tuple[int, int] | None = None):
+        super().__init__(model, input_size=input_size, precision=precision, device=device)
         if device not in TORCH_DEVICES:
             raise EngineError(f"torch: unknown device {device!r}; choose from {', '.join(TORCH_DEVICES)}")
         if device == "cuda" and not torch.cuda.is_available():
             raise EngineError("torch: --device cuda asked for, but torch sees no CUDA GPU")
-        self.precision, self.device, self.dtype = precision, torch.device(device), _dtype(precision)
+        self.torch_device, self.dtype = torch.device(device), _dtype(precision)
         # A copy: the caller's fp32 model stays the reference it was.
-        net = copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()
+        net = copy.deepcopy(model).to(device=self.torch_device, dtype=self.dtype).eval()
         if self.dtype != torch.float32:
             # oneDNN's bf16/fp16 convolutions want NHWC; on CUDA it lets cuDNN use tensor cores.
             # Towers only: channels_last is for 4D weights, the head's 3D conv has 5D ones.
@@ -55,7 +56,7 @@ class TorchPrecisionBackend(TorchBackend):
         self._model = net
 
     def _in(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.device, self.dtype, non_blocking=True)
+        return torch.from_numpy(array).to(self.torch_device, self.dtype, non_blocking=True)
 
     @staticmethod
     def _out(tensor: torch.Tensor) -> np.ndarray:

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from twostream.contract import ModelContract
 from twostream.model import TwoStreamNet
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Engines built from model files go to a temporary cache, never the user's: set in
+    os.environ so the commands the tests run in subprocesses see it too."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture(scope="session")

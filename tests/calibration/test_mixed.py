@@ -17,7 +17,7 @@ from tests.engines.conftest import SMALL, build
 def setup(small_model, engine_root):
     built, folder = build(small_model, engine_root, "onnxruntime", "int8", name="mixed")
     windows = generated_windows(SMALL, clips_per_class=1, per_clip=3, frames=16, seed=seeds.VALIDATION)
-    reference = TorchBackend(small_model, threads=1)
+    reference = TorchBackend(small_model)
     quantised = construct("onnxruntime", built.info, built.info.files(folder))
     return reference, quantised, windows
 

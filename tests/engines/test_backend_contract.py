@@ -43,7 +43,7 @@ def windows():
 
 @pytest.fixture(scope="module")
 def reference(small_model, windows):
-    backend = TorchBackend(small_model, threads=1)
+    backend = TorchBackend(small_model)
     return backend, score(backend, windows)
 
 
@@ -51,7 +51,7 @@ def reference(small_model, windows):
 def case(request, small_model, engine_root):
     backend, precision, bound = request.param
     if backend == "torch":
-        opened = TorchPrecisionBackend(small_model, precision=precision, threads=1)
+        opened = TorchPrecisionBackend(small_model, precision=precision)
     else:
         built, folder = build(small_model, engine_root, backend, precision)
         opened = construct(backend, built.info, built.info.files(folder))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from building.load import open_model
-from engines.auto import Choice, Runtimes, choose_backend
+from engines.auto import Runtimes, choose_backend
 from engines.enginedir import (ENGINE_JSON, TensorRTTarget, read_engine, staged_output, write_info)
 from engines.onnx_parts import tag
 from tests.engines.conftest import SMALL, build
@@ -124,10 +124,11 @@ def test_a_tensorrt_engine_is_refused_without_tensorrt(ort_engine, tmp_path):
 
 
 @pytest.mark.parametrize("backend, precision", [("auto", "auto"), ("onnxruntime", "fp32"), ("openvino", "auto")])
-def test_open_model_opens_an_engine_directory(ort_engine, backend, precision):
-    said = []
-    with open_model(ort_engine, backend, precision, log=said.append) as opened:
-        assert opened.contract == SMALL
+def test_open_model_opens_an_engine_directory(ort_engine, backend, precision, caplog):
+    caplog.set_level("INFO", logger="building.load")
+    with open_model(ort_engine, backend, precision) as opened:
+        assert opened.contract == SMALL and opened.precision == "fp32" and opened.device == "cpu"
+    said = [r.getMessage() for r in caplog.records if r.name == "building.load"]
     assert said[0].startswith("backend: ") if backend == "auto" else said == []  # auto says why
 
 
@@ -145,7 +146,7 @@ CHAIN = [
     ((None, "10.16.1", "2026.4.1", "1.31.1"), "openvino", "no CUDA GPU"),
     ((CUDA, None, "2026.4.1", "1.31.1"), "openvino", "TensorRT not installed"),
     ((None, None, None, "1.31.1"), "onnxruntime", "OpenVINO not installed"),
-    ((None, None, None, None), "torch", "neither OpenVINO nor ONNX Runtime"),
+    ((None, None, None, None), "torch", "OpenVINO not installed; ONNX Runtime not installed; PyTorch"),
 ]
 
 
@@ -160,5 +161,8 @@ def test_the_auto_chain_follows_an_engine_directorys_files(ort_engine):
     everything = Runtimes(CUDA, "10.16.1", "2026.4.1", "1.31.1")
     assert choose_backend(everything, info, ".onnx").backend == "openvino"  # never TensorRT for ONNX files
     assert choose_backend(Runtimes(None, None, None, "1.31.1"), info, ".onnx").backend == "onnxruntime"
-    assert choose_backend(everything, replace(info, backend="tensorrt"), ".plan") == \
-        Choice("tensorrt", "the engine directory holds TensorRT plans")
+    plans = choose_backend(everything, replace(info, backend="tensorrt"), ".plan")
+    assert plans.backend == "tensorrt" and plans.reason.startswith("the engine directory holds .plan files")
+    # Nothing here runs the files: the backend they were built for, whose own check says why.
+    assert choose_backend(Runtimes(None, None, None, "1.31.1"), replace(info, backend="openvino"), ".xml") \
+        .backend == "openvino"

@@ -36,7 +36,7 @@ def demo():
 def held_out(demo):
     """500 windows: 10 clips per class x 10 classes x 5 windows, and the fp32 reference's score."""
     windows = generated_windows(demo.contract, clips_per_class=10, per_clip=5)
-    reference = TorchBackend(demo, threads=1)
+    reference = TorchBackend(demo)
     return windows, reference, score(reference, windows)
 
 

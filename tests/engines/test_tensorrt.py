@@ -131,7 +131,7 @@ def test_tensorrt_engines_on_a_gpu(small_model, engine_root, precision, bound):
     built, folder = build(small_model, engine_root, "tensorrt", precision, name=f"trt-{precision}")
     windows = generated_windows(SMALL, clips_per_class=1, per_clip=2, frames=16)
     with construct("tensorrt", built.info, built.info.files(folder)) as engine:
-        report = parity_report(engine, TorchBackend(small_model, threads=1), windows, precision)
+        report = parity_report(engine, TorchBackend(small_model), windows, precision)
         rgb = torch.rand(2, 3, *SMALL.input_size, device="cuda") * 255
         on_device = engine.run_device(SPATIAL, rgb)  # no host copy in or out
         assert on_device.is_cuda and on_device.shape[0] == 2
