@@ -27,7 +27,7 @@ from cli import configure_logging, default_of
 from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
-from twostream.contract import BACKBONES, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
+from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
 from twostream.data import folder_classes, generate_clips, load_folder
 from twostream.errors import CheckpointError, RecognizerError
 from twostream.flops import count_flops
@@ -66,6 +66,7 @@ def fit(args) -> dict:
         contract = ModelContract(
             classes=classes, backbone=args.backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
+            flow_compensation=args.flow_compensation,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
             train_fps=args.fps)
         model = TwoStreamNet(contract, pretrained=args.pretrained)
@@ -170,6 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--fusion", choices=FUSIONS, default=TRAIN_FUSION)
     f.add_argument("--input-size", type=int, default=contract("input_size")[0], help="N: frames resized to N x N")
     f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
+    f.add_argument("--flow-compensation", choices=FLOW_COMPENSATIONS, default=contract("flow_compensation"),
+                   help="camera-motion compensation: subtract each flow field's mean or median (default %(default)s)")
     f.add_argument("--stack-length", type=int, default=contract("stack_length"))
     f.add_argument("--segments", type=int, default=contract("num_segments"))
     f.add_argument("--stride", type=int, default=contract("stride"))

@@ -43,7 +43,7 @@ class FlowSettings:
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
-        return FlowSpec(method, size, contract.flow_bound)
+        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):

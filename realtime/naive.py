@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from engines.base import Backend
-from twostream.preprocess import OpticalFlow, WindowPlan, flow_field, resize_frame, stack_fields
+from twostream.preprocess import FlowSpec, OpticalFlow, WindowPlan, flow_field, resize_frame, stack_fields
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,15 @@ class NaiveScorer:
         contract = backend.contract
         self.backend = backend
         self.plan = WindowPlan.of(contract, hop=1)
-        self.size = backend.input_size
-        self.bound = contract.flow_bound
-        self._flow = OpticalFlow(method or contract.flow_method)
+        self.spec = replace(FlowSpec.of(contract), method=method or contract.flow_method,
+                            size=tuple(backend.input_size))
+        self._flow = OpticalFlow(self.spec.method)
         self._recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.plan.span)  # (rgb, grey)
         self._seen = 0
 
     def push(self, bgr: np.ndarray, decode_ms: float = 0.0) -> tuple[np.ndarray, NaiveTimes] | None:
         """Add a frame (h, w, 3) BGR; returns (logits (K,), times) when it ends a window."""
-        self._recent.append(resize_frame(bgr, self.size))
+        self._recent.append(resize_frame(bgr, self.spec.size))
         seq = self._seen
         self._seen += 1
         if not self.plan.is_scored(seq):
@@ -59,8 +59,8 @@ class NaiveScorer:
         rgb = np.stack([self._recent[s][0] for s in sampled]).astype(np.float32)
         stacks = []
         for s in sampled:
-            fields = [flow_field(self._flow, self._recent[i - 1][1], self._recent[i][1], self.bound)
-                      for i in range(s - length + 1, s + 1)]
+            fields = [flow_field(self._flow, self._recent[i - 1][1], self._recent[i][1], self.spec.bound,
+                                 self.spec.compensation) for i in range(s - length + 1, s + 1)]
             stacks.append(stack_fields(np.stack(fields)))
         flow = np.stack(stacks).astype(np.float32)
         t_flow = time.perf_counter()

@@ -27,7 +27,7 @@ from twostream.gestures import GestureStream
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip, tower_inputs
 from twostream.training import _tower_batch, clip_features
 
-CONTRACT = ModelContract(classes=GESTURE_CLASSES, input_size=(64, 64), stack_length=4, num_segments=3, stride=2)
+SMALL = dict(classes=GESTURE_CLASSES, input_size=(64, 64), stack_length=4, num_segments=3, stride=2)
 FEATURES = (4, 2, 2)  # what the recorders answer: (C, h, w) zeros
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "real" / "asl_again.mkv"
 
@@ -96,11 +96,17 @@ def frames(request) -> np.ndarray:
     return _generated_frames() if request.param == "generated" else _real_frames()
 
 
+@pytest.fixture(scope="module", params=["none", "mean", "median"])
+def contract(request) -> ModelContract:
+    """A small contract, with each camera-motion compensation (flow_compensation)."""
+    return ModelContract(**SMALL, flow_compensation=request.param)
+
+
 @pytest.fixture(scope="module")
-def reference(frames):
+def reference(frames, contract):
     """(rgb (F, 3, H, W), flow (F, 2, H, W), tower inputs of frames L..F-1)."""
-    rgb, flow = preprocess_clip(frames, FlowSpec.of(CONTRACT))
-    length = CONTRACT.stack_length
+    rgb, flow = preprocess_clip(frames, FlowSpec.of(contract))
+    length = contract.stack_length
     return rgb, flow, tower_inputs(rgb, flow, range(length, len(frames)), length)
 
 
@@ -110,45 +116,60 @@ def _assert_inputs(rgb, flow, expected) -> None:
     assert np.stack(rgb).dtype == np.stack(flow).dtype == np.float32
 
 
-def test_the_runtime_pipeline(frames, reference):
-    recorder = RecordingBackend(CONTRACT)
+def test_the_runtime_pipeline(frames, reference, contract):
+    recorder = RecordingBackend(contract)
     with Pipeline(ArraySource(frames), recorder, PipelineSettings()) as pipeline:
         assert pipeline.wait(timeout=60)
     _assert_inputs(recorder.rgb, recorder.flow, reference[2])  # hop 1: every frame from L on, once
 
 
-def test_the_naive_baseline(frames, reference):
-    recorder = RecordingBackend(CONTRACT)
+def test_the_naive_baseline(frames, reference, contract):
+    recorder = RecordingBackend(contract)
     scorer = NaiveScorer(recorder)
-    plan = WindowPlan.of(CONTRACT)
+    plan = WindowPlan.of(contract)
     ends = [end for end, frame in enumerate(frames) if scorer.push(frame) is not None]
     assert ends == list(range(plan.first_end, len(frames)))
     rgb, flow, _ = reference
-    expected = [tower_inputs(rgb, flow, plan.sampled(end), CONTRACT.stack_length) for end in ends]
+    expected = [tower_inputs(rgb, flow, plan.sampled(end), contract.stack_length) for end in ends]
     _assert_inputs(recorder.rgb, recorder.flow, tuple(np.concatenate(part) for part in zip(*expected)))
 
 
-def test_calibration_and_parity_scoring(frames, reference):
-    clip = read_clip(ArraySource(frames), CONTRACT, max_frames=len(frames))
+def test_calibration_and_parity_scoring(frames, reference, contract):
+    clip = read_clip(ArraySource(frames), contract, max_frames=len(frames))
     np.testing.assert_array_equal(clip.rgb, reference[0])
     np.testing.assert_array_equal(clip.flow, reference[1])
-    length = CONTRACT.stack_length
+    length = contract.stack_length
     clips = ClipSet((clip,), GESTURE_CLASSES)
     calibration = CalibrationSet(clips, tuple((0, f) for f in range(length, len(frames))), (), "test")
     _assert_inputs(*calibration.tower_inputs(length), reference[2])
-    recorder = RecordingBackend(CONTRACT)
+    recorder = RecordingBackend(contract)
     tower_features(recorder, WindowSet(clips, (), False, "test"), batch=5)
     _assert_inputs(recorder.rgb, recorder.flow, reference[2])
 
 
-def test_training_and_evaluation(reference):
+def test_training_and_evaluation(reference, contract):
     rgb, flow, expected = reference
     clips = ClipSet((Clip(rgb, flow, 3),), GESTURE_CLASSES)
-    net = RecordingNet(CONTRACT)
+    net = RecordingNet(contract)
     clip_features(net, clips, batch=5)  # the head's cached features, and evaluation's
     _assert_inputs(net.rgb, net.flow, expected)
-    batch_rgb, batch_flow, labels = _tower_batch(clips, CONTRACT, np.random.default_rng(0), 16)
+    batch_rgb, batch_flow, labels = _tower_batch(clips, contract, np.random.default_rng(0), 16)
     assert labels.tolist() == [3] * 16
     for r, f in zip(batch_rgb.numpy(), batch_flow.numpy()):  # each row is some frame's exact inputs
         row = next(i for i in range(len(expected[0])) if np.array_equal(expected[0][i], r))
         np.testing.assert_array_equal(expected[1][row], f)
+
+
+def test_compensation_removes_a_uniform_camera_pan():
+    """A scene that only pans: mean and median subtraction leave (almost) no motion; without
+    compensation every field shows the pan."""
+    rng = np.random.default_rng(0)
+    import cv2
+
+    texture = cv2.GaussianBlur((rng.random((200, 240, 3)) * 255).astype(np.uint8), (9, 9), 3)
+    frames = np.stack([texture[20:140, 20 + 2 * i:180 + 2 * i] for i in range(6)])  # 2 px right per frame: 0.8 px = 5.1 q at 64 px
+    for compensation, lo, hi in (("none", 4, 40), ("mean", 0, 1.0), ("median", 0, 1.0)):
+        spec = FlowSpec("dis-medium", (64, 64), 20.0, compensation)
+        _, flow = preprocess_clip(frames, spec)
+        shift = np.abs(flow[2:, 0, 8:-8, 8:-8].astype(float) - 128).mean()  # x, in quantised units
+        assert lo <= shift <= hi, (compensation, shift)

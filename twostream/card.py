@@ -32,7 +32,8 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         "then 3D conv 3x3x3 + 3D max pooling over T; final score = mean of fused and temporal predictions",
         f"- input {c.input_size[0]}x{c.input_size[1]} (whole frame resized, no crop), {c.channel_order.upper()} 0..255, "
         f"mean {list(c.rgb_mean)}, std {list(c.rgb_std)} (applied inside the network)",
-        f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, clipped to "
+        f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "
+        f"compensation `{c.flow_compensation}`, clipped to "
         f"±{c.flow_bound:g} px, {c.flow_quantisation}",
         f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: {c.flow_channel_order}), "
         f"T = {c.num_segments} sampled frames, stride τ = {c.stride} frames at {c.train_fps:g} fps "

@@ -17,6 +17,9 @@ from twostream.errors import ContractMismatch
 FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
 FLOW_METHODS = ("dis-ultrafast", "dis-fast", "dis-medium", "farneback", "tvl1")
+# Camera-motion compensation (Simonyan and Zisserman 2014, "mean flow subtraction"): each
+# displacement field minus its mean (or its median, robust to a large moving object) per axis.
+FLOW_COMPENSATIONS = ("none", "mean", "median")
 FLOW_QUANTISATION = "uint8: q = clip(round(flow * 128 / bound) + 128, 0, 255)"
 FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), oldest first"
 
@@ -45,7 +48,7 @@ class ModelContract:
 
     Frames of any size are resized (not cropped) to ``input_size`` = (H, W); RGB enters the
     spatial tower as float 0..255 in ``channel_order``; flow is computed on the same resized
-    grey frames with ``flow_method``, clipped to ±``flow_bound`` px, quantised to uint8 as
+    grey frames with ``flow_method``, camera motion compensated as ``flow_compensation`` says, clipped to ±``flow_bound`` px, quantised to uint8 as
     ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``).
     The network normalises internally: rgb -> (x/255 - mean)/std, flow -> (q - 128)/(128/bound),
     i.e. the temporal tower sees displacement in pixels.
@@ -60,6 +63,7 @@ class ModelContract:
     rgb_std: tuple[float, float, float] = _IMAGENET_STD
     flow_method: str = "dis-medium"
     flow_bound: float = 20.0
+    flow_compensation: str = "none"  # one of FLOW_COMPENSATIONS, applied before clipping
     flow_quantisation: str = FLOW_QUANTISATION
     flow_channel_order: str = FLOW_CHANNEL_ORDER
     stack_length: int = 10  # L: flow fields per temporal-tower input
@@ -84,6 +88,8 @@ class ModelContract:
             problems.append("stack_length, num_segments and stride must be >= 1")
         if self.channel_order != "rgb":
             problems.append(f"channel_order {self.channel_order!r}: only 'rgb' is supported")
+        if self.flow_compensation not in FLOW_COMPENSATIONS:
+            problems.append(f"flow_compensation {self.flow_compensation!r} is not one of {FLOW_COMPENSATIONS}")
         if self.flow_quantisation != FLOW_QUANTISATION:
             problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
         if problems:

@@ -8,6 +8,7 @@ call these functions and none re-implements a step, so training sees exactly wha
              -> resized whole (no crop, INTER_AREA) to (H, W) = contract.input_size
              -> rgb planes (3, H, W) uint8 and grey (H, W) uint8          resize_frame
     pair     grey i-1, grey i -> displacement (H, W, 2) float32 px        OpticalFlow
+             -> minus its mean or median per axis (contract.flow_compensation)  compensate
              -> clipped to ±bound, quantised to uint8 planes (2, H, W):
                 q = clip(round(f * 128 / bound) + 128, 0, 255)            quantise_flow
     field 0  a stream's first frame has no predecessor: zero motion, all 128
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from twostream.contract import FLOW_METHODS, ModelContract
+from twostream.contract import FLOW_COMPENSATIONS, FLOW_METHODS, ModelContract
 from twostream.errors import ContractMismatch
 
 _DIS_PRESETS = {
@@ -84,9 +85,23 @@ def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
     return np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8).transpose(2, 0, 1))
 
 
-def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound: float) -> np.ndarray:
+def compensate(flow: np.ndarray, compensation: str) -> np.ndarray:
+    """Camera-motion compensation of one field (H, W, 2) px: the field minus its mean ("mean",
+    Simonyan and Zisserman's mean flow subtraction) or its median ("median": a hand or a body
+    filling a third of the view barely moves it) per axis; "none" returns it as it is."""
+    if compensation == "none":
+        return flow
+    if compensation == "mean":
+        return flow - flow.reshape(-1, 2).mean(axis=0, dtype=np.float64).astype(np.float32)
+    if compensation == "median":
+        return flow - np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
+    raise ContractMismatch(f"unknown flow compensation {compensation!r}; choose from {FLOW_COMPENSATIONS}")
+
+
+def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound: float,
+               compensation: str = "none") -> np.ndarray:
     """The quantised field between two resized grey frames (H, W): uint8 planes (2, H, W)."""
-    return quantise_flow(flow(prev_grey, grey), bound)
+    return quantise_flow(compensate(flow(prev_grey, grey), compensation), bound)
 
 
 def no_motion(size: tuple[int, int]) -> np.ndarray:
@@ -109,10 +124,11 @@ class FlowSpec:
     method: str
     size: tuple[int, int]  # (H, W)
     bound: float
+    compensation: str = "none"
 
     @classmethod
     def of(cls, contract: ModelContract) -> "FlowSpec":
-        return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound)
+        return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound, contract.flow_compensation)
 
 
 class FlowTracker:
@@ -133,7 +149,7 @@ class FlowTracker:
         if self._prev_grey is None:
             field = self._no_motion
         else:
-            field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound)
+            field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound, self.spec.compensation)
         self._prev_grey = grey
         return rgb, field
 
