@@ -40,7 +40,7 @@ class RealFile:
 
     name: str
     split: str  # "train" or "val"
-    scene: str
+    scene: str  # the recording: a gif previewing an mp4 shows the same one
     why: str
 
 
@@ -51,16 +51,16 @@ class RealFile:
 # the other three signers, hands moving bottles (video and preview), the street, the worker
 # zone, a turning face and the conveyor clips.
 REAL_FILES = (
-    RealFile("asl_again.mkv", "train", "asl-signer-mask-shirt", "signer also in asl_brother/help/no"),
-    RealFile("asl_brother.mkv", "train", "asl-signer-mask-shirt", "signing hands, trained"),
-    RealFile("asl_help.mkv", "train", "asl-signer-mask-shirt", "signing hands, trained"),
-    RealFile("asl_no.mkv", "train", "asl-signer-mask-shirt", "signing hands, trained"),
-    RealFile("asl_bird.mkv", "train", "asl-signer-grey-shirt", "the grey-shirt signer's other clip is validation"),
-    RealFile("asl_milk.mkv", "val", "asl-signer-grey-shirt", "a trained signer, an unseen sign"),
-    RealFile("asl_book.mkv", "train", "asl-signer-yellow-jacket", "signing hands, trained"),
-    RealFile("asl_learn.mkv", "train", "asl-signer-yellow-jacket", "signing hands, trained"),
-    RealFile("asl_eat.mkv", "val", "asl-signer-plaid-shirt", "a signer never trained on"),
-    RealFile("asl_hungry.mkv", "val", "asl-signer-plaid-shirt", "a signer never trained on, other background"),
+    RealFile("asl_again.mkv", "train", "asl-again", "mask-shirt signer: signer also in asl_brother/help/no"),
+    RealFile("asl_brother.mkv", "train", "asl-brother", "mask-shirt signer: signing hands, trained"),
+    RealFile("asl_help.mkv", "train", "asl-help", "mask-shirt signer: signing hands, trained"),
+    RealFile("asl_no.mkv", "train", "asl-no", "mask-shirt signer: signing hands, trained"),
+    RealFile("asl_bird.mkv", "train", "asl-bird", "grey-shirt signer: his other clip validates"),
+    RealFile("asl_milk.mkv", "val", "asl-milk", "grey-shirt signer: a trained signer, an unseen sign"),
+    RealFile("asl_book.mkv", "train", "asl-book", "yellow-jacket signer: signing hands, trained"),
+    RealFile("asl_learn.mkv", "train", "asl-learn", "yellow-jacket signer: signing hands, trained"),
+    RealFile("asl_eat.mkv", "val", "asl-eat", "plaid-shirt signer: a signer never trained on"),
+    RealFile("asl_hungry.mkv", "val", "asl-hungry", "plaid-shirt signer: a signer never trained on, other background"),
     RealFile("one-by-one-person-detection.mp4", "val", "room-people-walking",
              "people walking in and out: false alarms on walking people"),
     RealFile("people-detection.gif", "val", "room-people-walking", "preview of the same room"),
