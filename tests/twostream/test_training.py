@@ -15,7 +15,7 @@ from twostream.model import TwoStreamNet
 
 TINY = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
         "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1",
-        "--head-clips-per-class", "1"]
+        "--head-clips-per-class", "1", "--no-real"]
 
 
 def _fit(tmp_path, *extra):
