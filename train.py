@@ -27,20 +27,49 @@ from cli import configure_logging, default_of
 from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
+from twostream.backdrops import BackdropPool
 from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
-from twostream.data import folder_classes, generate_clips, load_folder
-from twostream.errors import CheckpointError, RecognizerError
+from twostream.data import (NO_GESTURE, backdrops_supported, folder_classes, generate_clips, load_folder, merge_clips,
+                            real_clips)
+from twostream.errors import CheckpointError, DataError, RecognizerError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
+from twostream.realdata import RealSplit, default_real_dir, load_videos
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 
 logger = logging.getLogger("train")
 
 
-def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int):
+def _real_footage(args, contract: ModelContract):
+    """(split, decoded training files) of the real footage folder, or (None, reason). Decoded
+    once, here, before any clip worker forks: the workers share these frames."""
+    if args.no_real:
+        return None, "off (--no-real)"
+    folder = Path(args.real) if args.real else default_real_dir()
+    if not folder.is_dir():
+        if args.real:
+            raise DataError(f"real footage folder not found: {folder}")
+        return None, f"none: {folder} is absent"
+    if NO_GESTURE not in contract.classes:
+        return None, f"none: the model has no {NO_GESTURE!r} class"
+    split = RealSplit.of(folder)
+    videos = load_videos(split, "train")
+    logger.info(f"real footage: {len(split.train)} training files, {len(split.val)} validation files (never trained on)")
+    return split, videos
+
+
+def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
     if args.data:
-        return load_folder(Path(args.data), contract, split, args.val_fraction)
-    return generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers)
+        clips = load_folder(Path(args.data), contract, split, args.val_fraction)
+    else:
+        # The pool only when it is used: a plain run calls generate_clips exactly as before.
+        extra = {"backdrops": BackdropPool(real_videos), "backdrop_fraction": args.real_backdrop_fraction} \
+            if real_videos and args.real_backdrop_fraction > 0 else {}
+        clips = generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers, **extra)
+    if real_videos and split == "train" and args.real_clips_per_file > 0:
+        clips = merge_clips(clips, real_clips(contract, real_videos, args.real_clips_per_file, seed,
+                                              frames=args.frames, workers=args.workers))
+    return clips
 
 
 def fit(args) -> dict:
@@ -80,6 +109,18 @@ def fit(args) -> dict:
               "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
                                     f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
                                     f"{args.frames} frames each")}
+    real_split, real_videos = _real_footage(args, contract)
+    if real_split is None:
+        logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
+        recipe["real"], real_videos = real_videos, None
+    else:
+        recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,
+                          "clips_per_file": args.real_clips_per_file,
+                          "clips_per_stage": args.real_clips_per_file * len(real_split.train),
+                          "backdrop_fraction": 0.0 if args.data or not backdrops_supported() else
+                          args.real_backdrop_fraction,
+                          "augmentation": "speed 0.5-2x, forward/backward/ping-pong, crop 55-100%, mirror, "
+                                          "brightness/contrast/colour jitter; towers seed, head seed + 500"}
     if args.init:  # the weights' own history, so the card shows every command that made them
         recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
                                       "held_out": checkpoint.metrics.get("held_out", {}).get("top1_fused")}
@@ -93,7 +134,7 @@ def fit(args) -> dict:
 
     started = time.monotonic()
     if state.stage == "towers":
-        train = _clips(args, contract, "train", args.seed, args.clips_per_class)
+        train = _clips(args, contract, "train", args.seed, args.clips_per_class, real_videos)
         train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f))
         del train
         state = Progress("head")  # the generator runs on as it is; the checkpoint keeps its state
@@ -104,7 +145,8 @@ def fit(args) -> dict:
         # training clips the spatial tower recognises the memorised scenes, the head learns
         # to trust that, and on new scenes fused fell below the temporal tower alone.
         # A --data folder has no clips to spare, so its train split serves both stages.
-        head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class)
+        head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
+                            real_videos)
         feats = clip_features(model, head_clips, desc="cache tower features")
         del head_clips
         train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
@@ -165,6 +207,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
+    f.add_argument("--real", metavar="DIR", help="real footage nobody gestures in, added as no_gesture "
+                   "(default: ../shared/data/videos/real when present); split by file (twostream/realdata.py)")
+    f.add_argument("--no-real", action="store_true", help="train without real footage")
+    f.add_argument("--real-clips-per-file", type=int, default=10,
+                   help="augmented no_gesture clips per real training file, per stage")
+    f.add_argument("--real-backdrop-fraction", type=float, default=0.3,
+                   help="share of generated clips over real moving backgrounds")
     train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
     f.add_argument("--backbone", choices=BACKBONES, default=contract("backbone"))
     f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")

@@ -9,6 +9,22 @@ from twostream.preprocess import WindowPlan
 from twostream.checkpoint import Checkpoint
 
 
+def _real_lines(real) -> list[str]:
+    """The real footage of the recipe: which files trained, which were held out (by file)."""
+    if real is None:
+        return []
+    if isinstance(real, str):
+        return [f"- real footage: {real}"]
+    return [f"- real footage as `{real.get('label')}` ({real.get('folder')}), split by file: "
+            f"{real.get('clips_per_file')} augmented clips per training file per stage "
+            f"({real.get('clips_per_stage')} in all), {real.get('backdrop_fraction')} of generated clips over "
+            f"real moving backgrounds; {real.get('augmentation')}",
+            f"  - training files: {', '.join(real.get('train_files', [])) or 'none'}",
+            f"  - validation files (never trained on): {', '.join(real.get('val_files', [])) or 'none'}",
+            *([f"  - not in the split table, split by name hash: {', '.join(real['unlisted_split_by_name_hash'])}"]
+              if real.get("unlisted_split_by_name_hash") else [])]
+
+
 def render_card(path: Path, checkpoint: Checkpoint) -> str:
     c = checkpoint.contract
     m = checkpoint.metrics
@@ -42,6 +58,7 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         "## Training data and command",
         "",
         f"- data: {recipe.get('data', 'not recorded')}",
+        *_real_lines(recipe.get("real")),
         f"- command: `{recipe.get('command', 'not recorded')}`",
         f"- training time: {m.get('train_minutes', '?')} min on 2 CPU cores",
         *([f"- initialised from `{recipe['initialised_from'].get('file')}`, itself trained by "

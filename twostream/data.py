@@ -4,11 +4,18 @@ the runtime's flow stage runs, so training sees exactly what inference sees.
 A clip is stored once at model resolution, rgb (F, 3, H, W) and quantised flow (F, 2, H, W)
 uint8; a window is a gather of T sampled frames and their L-deep flow stacks
 (twostream.preprocess.WindowPlan, tower_inputs).
+
+Real footage (twostream.realdata) adds ``no_gesture`` clips augmented from files nobody
+gestures in (``real_clips``) and real moving backgrounds behind generated gestures
+(``generate_clips(backdrops=...)``, twostream.backdrops).
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import multiprocessing
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +23,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from twostream.backdrops import BackdropPool, RealBackdrop
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
 from twostream.gestures import render_clip
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
+from twostream.realdata import RealVideo, augment_clip
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"}
 RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
+NO_GESTURE = "no_gesture"
+_BACKDROP_STREAM = 1  # seeds the backdrop draw apart from the clip's own seed (clips stay as they were)
+_REAL_STREAM = 2
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class Clip:
 class ClipSet:
     clips: tuple[Clip, ...]
     classes: tuple[str, ...]
+    sources: tuple[str, ...] = ()  # per clip where known: "generated", "generated+<file>" or a real file name
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -46,29 +61,97 @@ def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
     return int(np.random.SeedSequence([seed, class_index, clip_index]).generate_state(1)[0])
 
 
+def backdrops_supported() -> bool:
+    """True once twostream.gestures.render_clip takes a ``backdrop`` (the generator's hook)."""
+    return "backdrop" in inspect.signature(render_clip).parameters
+
+
 def _generate_one(job: tuple) -> Clip:
-    contract, label_index, seed, frames = job
-    rng = np.random.default_rng(seed)
-    size = RENDER_SIZES[int(rng.integers(len(RENDER_SIZES)))]
-    bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps)
+    contract, label_index, seed, frames, size, backdrop = job
+    # The keyword only when there is a backdrop: clips without one render exactly as before,
+    # also with a render_clip that has no hook yet.
+    extra = {"backdrop": backdrop} if backdrop is not None else {}
+    bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps, **extra)
     rgb, flow = preprocess_clip(bgr, FlowSpec.of(contract))
     return Clip(rgb, flow, label_index)
 
 
+def _backdrop_for(backdrops: BackdropPool | None, fraction: float, seed: int, size: tuple[int, int],
+                  frames: int, fps: float) -> RealBackdrop | None:
+    """A real backdrop for ``fraction`` of the clips, drawn from a stream of its own."""
+    if backdrops is None or fraction <= 0:
+        return None
+    rng = np.random.default_rng([seed, _BACKDROP_STREAM])
+    return backdrops.sample(rng, size, frames, fps) if rng.random() < fraction else None
+
+
 def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, frames: int = 40,
-                   workers: int = 2) -> ClipSet:
-    """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them."""
+                   workers: int = 2, backdrops: BackdropPool | None = None,
+                   backdrop_fraction: float = 0.0) -> ClipSet:
+    """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them;
+    ``backdrop_fraction`` of them over a real moving background from ``backdrops`` (once the
+    generator has the hook, see backdrops_supported; before, all use its own background)."""
     if tuple(contract.classes) != GESTURE_CLASSES:
         raise DataError("generated clips carry the gesture classes; the contract lists others")
     span = WindowPlan.of(contract).span
     if frames < span:
         raise DataError(f"clips of {frames} frames are shorter than one window ({span})")
-    jobs = [(contract, c, clip_seed(seed, c, i), frames)
-            for i in range(clips_per_class) for c in range(len(GESTURE_CLASSES))]
+    if not 0 <= backdrop_fraction <= 1:
+        raise DataError(f"backdrop fraction {backdrop_fraction} is not in 0..1")
+    if backdrops is not None and backdrop_fraction > 0 and not backdrops_supported():
+        logger.warning("twostream.gestures.render_clip has no backdrop hook yet: no real backgrounds")
+        backdrops = None
+    jobs = []
+    for i in range(clips_per_class):
+        for c in range(len(GESTURE_CLASSES)):
+            s = clip_seed(seed, c, i)
+            # The size is the first draw of the clip's seed, as it always was.
+            size = RENDER_SIZES[int(np.random.default_rng(s).integers(len(RENDER_SIZES)))]
+            backdrop = _backdrop_for(backdrops, backdrop_fraction, s, size, frames, contract.train_fps)
+            jobs.append((contract, c, s, frames, size, backdrop))
+    sources = tuple("generated" if j[-1] is None else "generated+real backdrop" for j in jobs)
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         clips = list(tqdm(pool.imap(_generate_one, jobs, chunksize=4), total=len(jobs),
                           desc=f"generate clips (seed {seed})", unit="clip", disable=None))
-    return ClipSet(tuple(clips), GESTURE_CLASSES)
+    return ClipSet(tuple(clips), GESTURE_CLASSES, sources)
+
+
+def _preprocess_one(job: tuple) -> Clip:
+    spec, bgr, label = job
+    rgb, flow = preprocess_clip(bgr, spec)
+    return Clip(rgb, flow, label)
+
+
+def real_clips(contract: ModelContract, videos: tuple[RealVideo, ...], clips_per_file: int, seed: int,
+               frames: int = 40, workers: int = 2) -> ClipSet:
+    """``clips_per_file`` augmented ``no_gesture`` clips of ``frames`` frames from each decoded
+    real video (twostream.realdata.augment_clip), preprocessed; ``sources`` names each clip's
+    file. Seeded per (seed, file name, clip), so adding a file changes no other file's clips."""
+    if NO_GESTURE not in contract.classes:
+        raise DataError(f"real footage is {NO_GESTURE!r}, a class this model does not have")
+    label = tuple(contract.classes).index(NO_GESTURE)
+    span = WindowPlan.of(contract).span
+    if frames < span:
+        raise DataError(f"clips of {frames} frames are shorter than one window ({span})")
+    spec = FlowSpec.of(contract)
+    clips, sources = [], []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        # One file at a time: its augmented frames go to the workers without piling up in memory.
+        for video in tqdm(videos, desc=f"real no_gesture clips (seed {seed})", unit="file", disable=None):
+            rngs = [np.random.default_rng([seed, _REAL_STREAM, zlib.crc32(video.name.encode()), i])
+                    for i in range(clips_per_file)]
+            jobs = [(spec, augment_clip(video, rng, frames, contract.train_fps), label) for rng in rngs]
+            clips += pool.map(_preprocess_one, jobs)
+            sources += [video.name] * len(jobs)
+    return ClipSet(tuple(clips), tuple(contract.classes), tuple(sources))
+
+
+def merge_clips(*sets: ClipSet) -> ClipSet:
+    """One ClipSet of several with the same classes, in order."""
+    if len({s.classes for s in sets}) != 1:
+        raise DataError("cannot merge clip sets of different classes")
+    sources = () if any(len(s.sources) != len(s) for s in sets) else sum((s.sources for s in sets), ())
+    return ClipSet(sum((s.clips for s in sets), ()), sets[0].classes, sources)
 
 
 def _read_video(path: Path) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The training command end to end on tiny data: generated clips, a folder of clips, exact resume."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from twostream.model import TwoStreamNet
 
 TINY = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
         "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1",
-        "--head-clips-per-class", "1"]
+        "--head-clips-per-class", "1", "--no-real"]
 
 
 def _fit(tmp_path, *extra):
@@ -168,3 +169,23 @@ def test_bad_data_folder_is_one_error(tmp_path, capsys):
     assert len(err) == 1 and "at least two class sub-folders" in err[0]
     with pytest.raises(DataError):
         raise DataError("typed")
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos" / "real"
+
+
+@pytest.mark.slow  # about 45 s on 2 cores: decodes the training files, trains 1 + 1 epochs
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"no real footage in {REAL}")
+def test_fit_with_real_footage_records_the_split_in_recipe_and_card(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    argv = ["fit", "--out", str(out), *[a for a in TINY if a != "--no-real"], "--real", str(REAL),
+            "--real-clips-per-file", "1", "--clips-per-class", "1", "--val-clips-per-class", "1",
+            "--tower-epochs", "1", "--head-epochs", "1"]
+    assert train.main(argv) == 0
+    real = read_checkpoint(out).metrics["recipe"]["real"]
+    assert real["clips_per_file"] == 1 and real["clips_per_stage"] == len(real["train_files"])
+    assert "asl_eat.mkv" in real["val_files"] and "asl_again.mkv" in real["train_files"]
+    assert not set(real["train_files"]) & set(real["val_files"])
+    assert train.main(["card", "--model", str(out)]) == 0
+    card = out.with_suffix(".md").read_text()
+    assert "validation files (never trained on): " in card and "one-by-one-person-detection.mp4" in card
