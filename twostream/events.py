@@ -259,13 +259,15 @@ def tune_policy(streams: Sequence[ScoreStream], classes: Sequence[str], base: Ev
                 thresholds: Sequence[float] = THRESHOLDS,
                 k_of_n: Sequence[tuple[int, int]] = K_OF_N) -> tuple[EventPolicy, dict]:
     """Grid search of threshold and (k, n) on *validation* streams for the best event F1
-    (ties: higher precision, then the earlier grid point); ``base`` gives the rest
-    (background, end_after, cooldown). -> (policy, {"chosen": metrics, "grid": size})."""
+    (ties: higher precision, then the point nearest ``base``: where the data cannot tell, keep
+    what was there); ``base`` gives the rest (background, end_after, cooldown).
+    -> (policy, {"chosen": metrics, "grid": size})."""
     best, best_key, best_metrics = base, None, None
     for threshold, (k, n) in itertools.product(thresholds, k_of_n):
         policy = dataclasses.replace(base, threshold=threshold, k=k, n=n)
         metrics = evaluate_policy(policy, classes, streams)
-        key = (metrics["f1"], metrics["precision"])
+        distance = abs(threshold - base.threshold) * 10 + abs(k - base.k) + abs(n - base.n)
+        key = (metrics["f1"], metrics["precision"], -distance)
         if best_key is None or key > best_key:
             best, best_key, best_metrics = policy, key, metrics
     return best, {"chosen": best_metrics, "grid": len(thresholds) * len(k_of_n)}

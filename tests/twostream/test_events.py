@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from twostream.checkpoint import read_checkpoint, save_checkpoint
-from twostream.contract import ModelContract
+from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import ContractMismatch
 from twostream.events import (Event, EventDetector, EventPolicy, ScoreStream, Segment, detect_events,
                               evaluate_policy, match_events, segments_of, tune_policy)
@@ -151,3 +151,21 @@ def test_tuning_beats_a_bad_policy_on_a_synthetic_stream():
     assert tuned == report["chosen"]
     assert tuned["f1"] > worse["f1"] + 0.2 and tuned["f1"] > 0.8, (tuned, worse)
     assert (policy.end_after, policy.cooldown, policy.background) == (4, 8, "no_gesture")  # kept from base
+
+
+def test_tune_events_writes_the_policy_into_the_model_file(make_perturbed_model, tmp_path):
+    import train
+
+    path = tmp_path / "m.pt"
+    model = make_perturbed_model(ModelContract(classes=GESTURE_CLASSES, stack_length=2, num_segments=2, stride=2))
+    save_checkpoint(path, model, metrics={"held_out": {"top1_fused": 0.5}})
+    assert train.main(["tune-events", "--model", str(path), "--streams", "1", "--frames", "40",
+                       "--width", "64", "--height", "48"]) == 0
+    saved = read_checkpoint(path)
+    report = saved.metrics["events"]
+    assert saved.contract.events == EventPolicy.from_dict(report["policy"])
+    assert saved.metrics["held_out"] == {"top1_fused": 0.5}  # the rest of the metrics kept
+    assert "seeds 3000..3000" in report["data"]  # seeds.VALIDATION: never held-out data
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, make_perturbed_model(ModelContract(classes=CLASSES, stack_length=2, num_segments=2)))
+    assert train.main(["tune-events", "--model", str(other), "--frames", "40"]) == 2  # not a gesture model
