@@ -18,8 +18,12 @@ stderr at the end:
 Each line has: frame (capture index of the window's newest frame), window_start (its oldest
 frame), t_capture and t_scored (time.monotonic() seconds), label, score, topk ([label, p] best
 first), latency_ms (per-stage ms of the newest frame, and total = capture to scored), dropped
-(frames dropped so far); a source that knows the truth (demo) adds true_label, window_pure
-(all frames of the window in one gesture) and the running accuracy over such windows.
+(frames dropped so far) and active (the label of the gesture event going on after this
+window, null: no gesture). The window where an event starts or ends also has event: {type:
+"start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
+event policy (train.py tune-events) says when windows become events. A source that knows the
+truth (demo) adds true_label, window_pure (all frames of the window in one gesture) and the
+running accuracy over such windows.
 
 End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). Any error is one line
 on stderr, 'error: ...', and exit status 2.
@@ -175,7 +179,12 @@ def prediction_record(prediction, judged: list[int]) -> dict:
         "topk": [[label, round(p, 5)] for label, p in prediction.topk],
         "latency_ms": {name: round(value, 3) for name, value in zip(times.NAMES, times.as_tuple())},
         "dropped": prediction.dropped,
+        "active": prediction.active,
     }
+    event = prediction.event
+    if event is not None:
+        record["event"] = {"type": event.kind, "label": event.label, "start_frame": event.start_frame,
+                           "end_frame": event.end_frame, "peak_score": round(event.peak_score, 5)}
     if prediction.true_label is not None:
         record["true_label"] = prediction.true_label
         record["window_pure"] = prediction.window_pure

@@ -5,6 +5,7 @@
     python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
     python train.py evaluate --model models/demo.pt              # held-out JSON report
     python train.py card --model models/demo.pt                  # writes models/demo.md
+    python train.py tune-events --model models/my.pt             # event policy from validation streams
 
 Every run is seeded; a checkpoint is written atomically after each epoch, with the optimizer,
 schedule and random generator state, so an interrupted run resumes exactly where it stopped.
@@ -177,6 +178,34 @@ def run_evaluate(args) -> dict:
     return report
 
 
+def tune_events(args) -> dict:
+    """Grid-search the event policy's threshold and k of n on generated validation streams
+    (seeds.VALIDATION onwards, never held-out data) and write it into the model file's contract."""
+    import dataclasses
+
+    from twostream.eventdata import validation_streams
+    from twostream.events import evaluate_policy, tune_policy
+
+    checkpoint = read_checkpoint(args.model)
+    model = build_model(checkpoint)
+    contract = model.contract
+    if set(contract.classes) != set(GESTURE_CLASSES):
+        raise DataError(f"{args.model}: tune-events scores generated gesture streams, but the model's classes "
+                        f"are {list(contract.classes)}")
+    streams = validation_streams(model, args.streams, args.frames, (args.width, args.height), args.seed)
+    before = evaluate_policy(contract.events, contract.classes, streams)
+    policy, search = tune_policy(streams, contract.classes, contract.events)
+    report = {"policy": policy.to_dict(), "validation": search["chosen"], "before": before,
+              "grid": search["grid"], "data": f"generated streams: {args.streams} x {args.frames} frames, "
+                                               f"{args.width}x{args.height}, seeds {args.seed}.."
+                                               f"{args.seed + args.streams - 1}"}
+    if not args.dry_run:
+        model.contract = dataclasses.replace(contract, events=policy)
+        save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "events": report},
+                        train_state=checkpoint.train_state)
+    return report
+
+
 def write_card(args) -> dict:
     path = Path(args.model)
     card = render_card(path, read_checkpoint(path))
@@ -241,6 +270,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
     c.set_defaults(run=write_card)
     c.add_argument("--model", required=True)
+    t = sub.add_parser("tune-events", help="tune the event policy on validation streams, store it in the model file")
+    t.set_defaults(run=tune_events)
+    t.add_argument("--model", required=True)
+    t.add_argument("--streams", type=int, default=2, help="generated validation streams")
+    t.add_argument("--frames", type=int, default=1500, help="frames per stream (60 s at 25 fps)")
+    t.add_argument("--width", type=int, default=160)
+    t.add_argument("--height", type=int, default=120)
+    t.add_argument("--seed", type=int, default=seeds.VALIDATION,
+                   help="first stream's seed (default: the validation seed; never use held-out seeds)")
+    t.add_argument("--dry-run", action="store_true", help="report the tuned policy, leave the file alone")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twostream.events import Event
+
 
 @dataclass(frozen=True)
 class Truth:
@@ -84,7 +86,9 @@ class Prediction:
     ((label, probability), ...) best first. ``window_start`` is the capture index of the oldest
     frame the window reads (its oldest flow stack needs L frames before the oldest sampled
     frame). ``true_label`` (the newest frame's) and ``window_pure`` (all frames of the window in
-    one gesture segment) are set only by sources that know the truth.
+    one gesture segment) are set only by sources that know the truth. ``event`` is the gesture
+    event that starts (``end_frame`` None) or ends at this window, if any, and ``active`` the
+    label of the event open after it (None: no gesture); see twostream.events.
     """
 
     index: int
@@ -100,6 +104,8 @@ class Prediction:
     dropped: int
     true_label: str | None = None
     window_pure: bool | None = None
+    event: Event | None = None
+    active: str | None = None
 
     @property
     def label(self) -> str:

@@ -35,6 +35,7 @@ from realtime.sources import Source
 from realtime.stage import Control
 from realtime.stats import PipelineStats, StatsSnapshot
 from realtime.towers import TowerStage
+from twostream.events import Event
 from twostream.preprocess import WindowPlan
 
 
@@ -50,6 +51,7 @@ class PipelineSettings:
     # the queues behind the newest-wins capture channel are kept as short as they can be.
     live_stage_queue: int = 1
     history: int = 256  # predictions kept for the UI
+    events: int = 32  # gesture events kept for the UI's event log
     stats_window: int = 300  # predictions the percentiles are over
     poll_s: float = 0.05  # longest any stage waits before re-checking stop/abort
     join_timeout_s: float = 10.0
@@ -57,7 +59,7 @@ class PipelineSettings:
 
 class Pipeline:
     """A running recognizer: ``latest`` is the newest Prediction, ``history()`` the recent
-    ones, ``stats()`` a StatsSnapshot. Raises ContractMismatch at construction if the flow
+    ones, ``events()`` the recent gesture events, ``stats()`` a StatsSnapshot. Raises ContractMismatch at construction if the flow
     settings differ from the model's contract (unless allowed: then twostream.contract logs a
     warning), SourceError from ``start``."""
 
@@ -78,6 +80,7 @@ class Pipeline:
         self._latest: Prediction | None = None
         self._latest_frame: Frame | None = None
         self._history: deque[Prediction] = deque(maxlen=settings.history)
+        self._events: deque[Event] = deque(maxlen=settings.events)
         self._started = False
 
         live = settings.capture.paced_like_live(source)
@@ -166,10 +169,26 @@ class Pipeline:
         with self._cond:
             self._latest = prediction
             self._history.append(prediction)
+            if prediction.event is not None:
+                self._log_event(prediction.event)
             self._cond.notify_all()
         self.stats_collector.on_prediction(prediction)
         if self._on_prediction is not None:
             self._on_prediction(prediction)
+
+    def _log_event(self, event: Event) -> None:
+        """An end replaces its own start in the log (one entry per gesture)."""
+        last = self._events[-1] if self._events else None
+        if (event.end_frame is not None and last is not None and last.end_frame is None
+                and (last.label, last.start_frame) == (event.label, event.start_frame)):
+            self._events[-1] = event
+        else:
+            self._events.append(event)
+
+    def events(self) -> tuple[Event, ...]:
+        """The recent gesture events, oldest first; the open one (if any) has end_frame None."""
+        with self._cond:
+            return tuple(self._events)
 
     @property
     def latest(self) -> Prediction | None:

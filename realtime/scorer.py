@@ -1,5 +1,6 @@
 """The incremental scorer's last step: every ``hop`` frames, the fusion head scores the newest
-window of T cached feature pairs at stride tau and a Prediction is published.
+window of T cached feature pairs at stride tau, the event detector (the model contract's event
+policy) reads its probabilities, and a Prediction is published.
 
 Exactly equal (to float tolerance) to the offline forward pass over the same frames:
 tests/realtime/test_streaming_parity.py checks it for hop 1 and hop tau.
@@ -18,6 +19,7 @@ from realtime.messages import Prediction, StageTimes, TowerFeatures
 from realtime.rings import FeatureCache
 from realtime.stage import Control, ProcessingStage
 from realtime.channel import Channel
+from twostream.events import EventDetector
 from twostream.preprocess import WindowPlan
 
 
@@ -70,6 +72,8 @@ class HeadStage(ProcessingStage[TowerFeatures, None]):
         self._publish, self._dropped = publish, dropped
         self._classes = tuple(backend.contract.classes)
         self._truth = _WindowTruth(plan.span)
+        # O(n) per window on (K,) probabilities: nothing next to the head call.
+        self._events = EventDetector(backend.contract.events, self._classes)
         window_shape = (1, plan.segments, *cache.spatial.shape[1:])
         self._s = np.zeros(window_shape, np.float32)  # (1, T, C, h, w), reused every window
         self._t = np.zeros(window_shape, np.float32)
@@ -88,6 +92,7 @@ class HeadStage(ProcessingStage[TowerFeatures, None]):
         t_scored = time.monotonic()
         probs = softmax(logits)
         order = np.argsort(-probs)[: self.settings.topk]
+        event = self._events.push(field.index, probs)
         times = StageTimes(field.decode_ms, field.flow_ms, item.spatial_ms, item.temporal_ms, head_ms,
                            (t_scored - field.t_capture) * 1000.0)
         self._publish(Prediction(
@@ -95,5 +100,5 @@ class HeadStage(ProcessingStage[TowerFeatures, None]):
             t_capture=field.t_capture, t_scored=t_scored, classes=self._classes, logits=logits,
             probs=probs, topk=tuple((self._classes[i], float(probs[i])) for i in order), times=times,
             dropped=self._dropped(), true_label=truth.label if truth else None,
-            window_pure=self._truth.pure()))
+            window_pure=self._truth.pure(), event=event, active=self._events.active))
         return None

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from twostream.errors import ContractMismatch
+from twostream.events import EventPolicy
 
 FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
@@ -71,8 +72,14 @@ class ModelContract:
     stride: int = 3  # tau: frames between sampled frames at run time
     train_fps: float = 25.0  # frame rate of the training clips; tau is in frames of this rate
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    # When window scores become gesture events (twostream.events); None: the defaults for these
+    # classes. Not compared: it only reads the head's output, so a model and an engine built
+    # from it before `train.py tune-events` still agree (nothing to rebuild for a threshold).
+    events: EventPolicy | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.events is None:
+            object.__setattr__(self, "events", EventPolicy.default_for(self.classes))
         problems = []
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             problems.append(f"classes must be >= 2 distinct names, got {list(self.classes)}")
@@ -92,6 +99,10 @@ class ModelContract:
             problems.append(f"flow_compensation {self.flow_compensation!r} is not one of {FLOW_COMPENSATIONS}")
         if self.flow_quantisation != FLOW_QUANTISATION:
             problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
+        if not isinstance(self.events, EventPolicy):
+            problems.append(f"events must be an EventPolicy, got {type(self.events).__name__}")
+        elif self.events.background is not None and self.events.background not in self.classes:
+            problems.append(f"event background {self.events.background!r} is not one of the classes")
         if problems:
             raise ContractMismatch("invalid model contract: " + "; ".join(problems))
 
@@ -105,8 +116,8 @@ class ModelContract:
         return 2 * self.stack_length
 
     def to_dict(self) -> dict:
-        """Plain types only (lists, str, float, int), so torch.load(weights_only=True) and
-        ONNX metadata (JSON) can both carry it."""
+        """Plain types only (lists, str, float, int, None; ``events`` a nested dict), so
+        torch.load(weights_only=True) and ONNX metadata (JSON) can both carry it."""
         out = dataclasses.asdict(self)
         for key, value in out.items():
             if isinstance(value, tuple):
@@ -127,6 +138,8 @@ class ModelContract:
         kwargs = {}
         for key, value in data.items():
             kwargs[key] = tuple(value) if isinstance(value, list) else value
+        if "events" in data:  # absent in files older than events: the defaults for the classes
+            kwargs["events"] = EventPolicy.from_dict(data["events"])
         try:
             return cls(**kwargs)
         except TypeError as exc:

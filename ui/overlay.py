@@ -1,6 +1,6 @@
 """The overlay drawn on the live view: top-k labels with confidence bars, the current label
-highlighted once it passes a threshold, a latency line, and for sources that know the truth the
-true label and the live accuracy.
+highlighted once it passes a threshold, a latency line, for sources that know the truth the
+true label and the live accuracy, and the gesture event going on (if any).
 
 Stateless: ``annotate`` returns a new display-size frame and never touches its input (the input
 is the pipeline's own captured frame, which other threads may still read). A handful of cv2
@@ -24,6 +24,7 @@ BAR = (200, 140, 40)  # BGR: blue bars for plain scores
 HIGHLIGHT = (60, 200, 60)  # green: the label passed the threshold
 TRUTH_OK = (60, 200, 60)
 TRUTH_BAD = (60, 60, 230)
+EVENT = (0, 190, 255)  # orange: a gesture event is going on (twostream.events)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def annotate(frame: np.ndarray, prediction: Prediction | None, info: OverlayInfo
     s = settings
     if prediction is not None:
         rows = prediction.topk[: s.topk]
-        extra = 1 if prediction.true_label is not None else 0
+        extra = (prediction.true_label is not None) + (prediction.active is not None)
         panel_h = 8 + s.row_h * (len(rows) + extra)
         cv2.rectangle(out, (0, 0), (min(s.panel_w, w - 1), panel_h), PANEL, cv2.FILLED)
         for row, (label, p) in enumerate(rows):
@@ -91,6 +92,9 @@ def annotate(frame: np.ndarray, prediction: Prediction | None, info: OverlayInfo
             acc = "" if info.accuracy is None else f"   acc {info.accuracy * 100:.1f}%"
             _text(out, f"true: {prediction.true_label}{acc}", (8, y + s.row_h - 7),
                   TRUTH_OK if ok else TRUTH_BAD, s.font_scale)
+        if prediction.active is not None:
+            y = 6 + s.row_h * (len(rows) + (prediction.true_label is not None))
+            _text(out, f"event: {prediction.active}", (8, y + s.row_h - 7), EVENT, s.font_scale, 2)
     latency = "warming up" if prediction is None else f"glass-to-label {prediction.latency_ms:.0f} ms"
     frame_no = "" if info.frame_index is None else f"   frame {info.frame_index}"
     line = f"{latency}   {info.fps:.1f} fps{frame_no}"

@@ -1,4 +1,5 @@
-"""The Gradio page: live annotated video, status line, stats panel, plots and source controls.
+"""The Gradio page: live annotated video, status line, stats panel, gesture event log, plots and
+source controls.
 
 Live video travels as MJPEG (``multipart/x-mixed-replace``) from a route on the FastAPI app
 Gradio runs, shown by an ``<img>`` in a gr.HTML: one JPEG per new frame, pushed as soon as it
@@ -27,6 +28,7 @@ from starlette.routing import Route
 
 from engines.base import Backend
 from realtime.sources import open_source
+from ui.eventlog import event_log_html
 from ui.panel import model_summary, stats_html
 from ui.plots import latency_histogram_svg, probability_svg
 from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionStatus
@@ -106,14 +108,15 @@ class LivePage:
     def _on_tick(self, request: gr.Request):
         session = self._session(request)
         if session is None:
-            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page")), "", "", ""
+            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page")), "", "", "", ""
         history = session.history()
         snapshot = session.stats()
         stats = stats_html(snapshot, f"{session.backend_name} (requested: {self.settings.backend})",
                            self.settings.precision, self.summary)
         probs = probability_svg(history, time.monotonic(), self.settings.session.plot_span_s)
         hist = latency_histogram_svg([p.latency_ms for p in history])
-        return _status_markdown(session.status()), stats, probs, hist
+        events = event_log_html(session.events())
+        return _status_markdown(session.status()), stats, events, probs, hist
 
     def _on_switch(self, kind: str, text: str, upload: str | None, request: gr.Request) -> str:
         session = self._session(request)
@@ -194,11 +197,12 @@ class LivePage:
                                           elem_id="webcam")
                 with gr.Column(scale=2):
                     stats = gr.HTML(elem_id="stats")
+                    events = gr.HTML(elem_id="events")
                     probs = gr.HTML(elem_id="probs-plot")
                     hist = gr.HTML(elem_id="latency-plot")
             timer = gr.Timer(self.settings.refresh_s)
             demo.load(self._on_load, None, [live, status], concurrency_limit=None)
-            timer.tick(self._on_tick, None, [status, stats, probs, hist], concurrency_limit=None,
+            timer.tick(self._on_tick, None, [status, stats, events, probs, hist], concurrency_limit=None,
                        show_progress="hidden")
             go.click(self._on_switch, [kind, text, upload], [status], concurrency_limit=None)
             upload.upload(self._on_upload, [upload], [kind, status], concurrency_limit=None)

@@ -26,6 +26,7 @@ from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.sources import Source, SourceSettings
 from realtime.stats import StatsSnapshot
 from twostream.errors import RecognizerError
+from twostream.events import Event
 from ui.overlay import OverlayInfo, OverlaySettings, annotate, encode_jpeg
 from ui.webcam import BrowserWebcamSource
 
@@ -184,6 +185,11 @@ class LiveSession:
     def history(self) -> tuple[Prediction, ...]:
         pipeline = self._pipeline
         return pipeline.history() if pipeline is not None else ()
+
+    def events(self) -> tuple[Event, ...]:
+        """The running pipeline's recent gesture events, oldest first."""
+        pipeline = self._pipeline
+        return pipeline.events() if pipeline is not None else ()
 
     def latest(self) -> Prediction | None:
         pipeline = self._pipeline

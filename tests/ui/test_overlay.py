@@ -12,14 +12,14 @@ from ui.overlay import HIGHLIGHT, OverlayInfo, OverlaySettings, annotate, encode
 CLASSES = ("wave", "push", "pull")
 
 
-def _prediction(probs, true_label=None) -> Prediction:
+def _prediction(probs, true_label=None, active=None) -> Prediction:
     probs = np.asarray(probs, np.float32)
     order = np.argsort(-probs)
     return Prediction(index=40, seq=40, window_start=10, t_capture=1.0, t_scored=1.05, classes=CLASSES,
                       logits=np.log(probs), probs=probs,
                       topk=tuple((CLASSES[i], float(probs[i])) for i in order),
                       times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 50.0), dropped=0,
-                      true_label=true_label, window_pure=None if true_label is None else True)
+                      true_label=true_label, window_pure=None if true_label is None else True, active=active)
 
 
 def _frame(w=320, h=240, seed=0) -> np.ndarray:
@@ -62,6 +62,14 @@ def test_truth_line_only_for_sources_that_know_it():
     with_truth = annotate(base, _prediction([0.4, 0.35, 0.25], true_label="push"), OverlayInfo(accuracy=0.8))
     assert not np.array_equal(plain, with_truth)
     assert (with_truth[76:95, :200] != 0).any() and not (plain[76:95, :200] != 0).any()
+
+
+def test_active_event_row_only_while_an_event_is_on():
+    base = np.zeros((480, 640, 3), np.uint8)
+    quiet = annotate(base, _prediction([0.4, 0.35, 0.25]))
+    active = annotate(base, _prediction([0.4, 0.35, 0.25], active="wave"))
+    assert (active[76:95, :200] != 0).any() and not (quiet[76:95, :200] != 0).any()
+    assert not _has_highlight(active)  # its own colour: an event is not the top-label highlight
 
 
 def test_before_first_prediction_only_the_latency_line():

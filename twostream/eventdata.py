@@ -1,0 +1,67 @@
+"""Validation score streams for tuning the event policy: a generated gesture stream (known
+truth segments) scored offline, window by window at hop 1, exactly as the runtime scores it.
+
+The frames go through the one preprocessing implementation (twostream.preprocess), the towers
+run once per frame and the head once per window, as in the runtime's streaming scorer (whose
+logits tests/realtime/test_streaming_parity.py checks against this same offline path).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from twostream import seeds
+from twostream.events import ScoreStream, segments_of
+from twostream.gestures import GestureStream
+from twostream.model import TwoStreamNet
+from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip, tower_inputs
+
+
+def generated_stream(seed: int, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """The first ``frames`` frames of GestureStream(seed) at ``size`` (W, H): BGR
+    (F, H, W, 3) uint8 and one truth label per frame."""
+    taken = list(itertools.islice(GestureStream(seed=seed, size=size), frames))
+    return np.stack([f.bgr for f in taken]), [f.label for f in taken]
+
+
+@torch.inference_mode()
+def score_stream(model: TwoStreamNet, frames_bgr: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Every hop-1 window of a stream: -> (window ends (W,) int64, probabilities (W, K) float32)."""
+    model.eval()
+    contract = model.contract
+    length = contract.stack_length
+    rgb, flow = preprocess_clip(frames_bgr, FlowSpec.of(contract))
+    plan = WindowPlan.of(contract)
+    ends = np.arange(plan.first_end, len(rgb), dtype=np.int64)
+    if not len(ends):
+        return ends, np.zeros((0, contract.num_classes), np.float32)
+    spatial = temporal = None
+    for start in range(length, len(rgb), batch):  # frames before L have no full flow stack
+        chunk = range(start, min(start + batch, len(rgb)))
+        r, f = (torch.from_numpy(a) for a in tower_inputs(rgb, flow, chunk, length))
+        s, t = model.spatial(r), model.temporal(f)
+        if spatial is None:
+            spatial = torch.zeros((len(rgb), *s.shape[1:]))
+            temporal = torch.zeros_like(spatial)
+        spatial[start:start + len(chunk)], temporal[start:start + len(chunk)] = s, t
+    probs = []
+    for i in range(0, len(ends), batch):
+        sampled = torch.from_numpy(np.stack([plan.sampled(e) for e in ends[i:i + batch]]))  # (N, T)
+        logits = model.head(spatial[sampled], temporal[sampled])
+        probs.append(torch.softmax(logits.double(), 1).float().numpy())
+    return ends, np.concatenate(probs)
+
+
+def validation_streams(model: TwoStreamNet, count: int = 2, frames: int = 1500,
+                       size: tuple[int, int] = (160, 120), seed: int = seeds.VALIDATION) -> list[ScoreStream]:
+    """``count`` generated streams (seeds ``seed``, ``seed`` + 1, ...: the validation seeds,
+    never the held-out ones) of ``frames`` frames, scored by ``model``."""
+    out = []
+    for i in range(count):
+        bgr, labels = generated_stream(seed + i, frames, size)
+        ends, probs = score_stream(model, bgr)
+        out.append(ScoreStream(ends, probs, tuple(segments_of(labels))))
+    return out
