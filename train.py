@@ -33,6 +33,7 @@ from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSI
 from twostream.data import (NO_GESTURE, backdrops_supported, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
 from twostream.errors import CheckpointError, DataError, RecognizerError
+from twostream.fieldtest import FieldSettings
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.realdata import RealSplit, default_real_dir, load_videos
@@ -192,16 +193,46 @@ def tune_events(args) -> dict:
     if set(contract.classes) != set(GESTURE_CLASSES):
         raise DataError(f"{args.model}: tune-events scores generated gesture streams, but the model's classes "
                         f"are {list(contract.classes)}")
-    streams = validation_streams(model, args.streams, args.frames, (args.width, args.height), args.seed)
+    split, videos = _real_footage(args, contract)
+    factory = BackdropPool(videos).factory(contract.train_fps) if split is not None else None
+    streams = validation_streams(model, args.streams, args.frames, (args.width, args.height), args.seed, factory)
     before = evaluate_policy(contract.events, contract.classes, streams)
     policy, search = tune_policy(streams, contract.classes, contract.events)
     report = {"policy": policy.to_dict(), "validation": search["chosen"], "before": before,
               "grid": search["grid"], "data": f"generated streams: {args.streams} x {args.frames} frames, "
                                                f"{args.width}x{args.height}, seeds {args.seed}.."
-                                               f"{args.seed + args.streams - 1}"}
+                                               f"{args.seed + args.streams - 1}"
+                                               + (", every second one over the real training files" if factory else "")}
     if not args.dry_run:
         model.contract = dataclasses.replace(contract, events=policy)
         save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "events": report},
+                        train_state=checkpoint.train_state)
+    return report
+
+
+def field_test(args) -> dict:
+    """The model where it will be used, on data it never saw (twostream/fieldtest.py):
+    held-out gesture streams over the validation real files, and those files alone."""
+    from twostream.fieldtest import real_clips_report, streams_report
+    from twostream.realdata import RealSplit, load_videos
+
+    checkpoint = read_checkpoint(args.model)
+    model = build_model(checkpoint)
+    folder = Path(args.real) if args.real else default_real_dir()
+    if not folder.is_dir():
+        raise DataError(f"real footage folder not found: {folder} (the field test needs its validation files)")
+    split = RealSplit.of(folder)
+    settings = FieldSettings(streams=args.streams, frames=args.frames, size=(args.width, args.height), seed=args.seed)
+    report = {
+        "streams": streams_report(model, load_videos(split, "val", max_side=max(settings.size)), settings),
+        "real_clips": real_clips_report(model, load_videos(split, "val", max_side=None)),
+        "event_policy": model.contract.events.to_dict(),
+        "data": f"{settings.streams} held-out gesture streams per background kind x {settings.frames} frames, "
+                f"{settings.size[0]}x{settings.size[1]}, seeds {settings.seed}..{settings.seed + settings.streams - 1}, "
+                f"over the validation files {list(split.names('val'))}; those files alone at full resolution",
+    }
+    if args.record:
+        save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "field": report},
                         train_state=checkpoint.train_state)
     return report
 
@@ -280,6 +311,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=seeds.VALIDATION,
                    help="first stream's seed (default: the validation seed; never use held-out seeds)")
     t.add_argument("--dry-run", action="store_true", help="report the tuned policy, leave the file alone")
+    t.add_argument("--real", metavar="DIR", help="real footage folder (default: ../shared/data/videos/real): "
+                   "its training files serve as backgrounds of every second stream")
+    t.add_argument("--no-real", action="store_true", help="generated scenes only")
+    ft = sub.add_parser("field-test", help="held-out streams over the validation real files, and those files alone")
+    ft.set_defaults(run=field_test)
+    ft.add_argument("--model", required=True)
+    ft.add_argument("--real", metavar="DIR", help="real footage folder (default: ../shared/data/videos/real)")
+    ft.add_argument("--streams", type=int, default=default_of(FieldSettings, "streams"),
+                    help="held-out streams per background kind (moving, still)")
+    ft.add_argument("--frames", type=int, default=default_of(FieldSettings, "frames"), help="frames per stream")
+    ft.add_argument("--width", type=int, default=default_of(FieldSettings, "size")[0])
+    ft.add_argument("--height", type=int, default=default_of(FieldSettings, "size")[1])
+    ft.add_argument("--seed", type=int, default=default_of(FieldSettings, "seed"),
+                    help="first stream's seed (default: the held-out stream seed)")
+    ft.add_argument("--record", action="store_true", help="store the report in the model file (for the card)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv

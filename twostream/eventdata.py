@@ -20,10 +20,12 @@ from twostream.model import TwoStreamNet
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip, tower_inputs
 
 
-def generated_stream(seed: int, frames: int, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """The first ``frames`` frames of GestureStream(seed) at ``size`` (W, H): BGR
-    (F, H, W, 3) uint8 and one truth label per frame."""
-    taken = list(itertools.islice(GestureStream(seed=seed, size=size), frames))
+def generated_stream(seed: int, frames: int, size: tuple[int, int],
+                     backdrop_factory=None) -> tuple[np.ndarray, list[str]]:
+    """The first ``frames`` frames of GestureStream(seed) at ``size`` (W, H), over the
+    generator's own scenes or ``backdrop_factory``'s (twostream.backdrops): BGR (F, H, W, 3)
+    uint8 and one truth label per frame."""
+    taken = list(itertools.islice(GestureStream(seed=seed, size=size, backdrop_factory=backdrop_factory), frames))
     return np.stack([f.bgr for f in taken]), [f.label for f in taken]
 
 
@@ -56,12 +58,15 @@ def score_stream(model: TwoStreamNet, frames_bgr: np.ndarray, batch: int = 64) -
 
 
 def validation_streams(model: TwoStreamNet, count: int = 2, frames: int = 1500,
-                       size: tuple[int, int] = (160, 120), seed: int = seeds.VALIDATION) -> list[ScoreStream]:
+                       size: tuple[int, int] = (160, 120), seed: int = seeds.VALIDATION,
+                       backdrop_factory=None) -> list[ScoreStream]:
     """``count`` generated streams (seeds ``seed``, ``seed`` + 1, ...: the validation seeds,
-    never the held-out ones) of ``frames`` frames, scored by ``model``."""
+    never the held-out ones) of ``frames`` frames, scored by ``model``; with a
+    ``backdrop_factory`` every second stream plays over its real backgrounds (training files
+    only: the validation files are kept for the figures the field test reports)."""
     out = []
     for i in range(count):
-        bgr, labels = generated_stream(seed + i, frames, size)
+        bgr, labels = generated_stream(seed + i, frames, size, backdrop_factory if i % 2 else None)
         ends, probs = score_stream(model, bgr)
         out.append(ScoreStream(ends, probs, tuple(segments_of(labels))))
     return out
