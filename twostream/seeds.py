@@ -13,5 +13,6 @@ DEMO_CALIBRATION = 2000  # the demo stream int8 calibration reads
 VALIDATION = 3000  # windows that choose which parts stay int8 (never the held-out ones)
 DEMO_STREAM = 0  # app.py --source demo
 HELD_OUT_STREAMS = 4000  # the field test's gesture streams (train.py field-test); tuning uses VALIDATION on
+SELECTION_STREAMS = 3500  # streams that choose between training recipes (e.g. flow compensation)
 BENCH_CLIP = 0  # bench.py --seed: the gesture stream its clip is cut from
 RANDOM_WEIGHTS = 0  # bench.py's stand-in model (torch.manual_seed) when models/demo.pt is absent
