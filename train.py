@@ -30,7 +30,7 @@ from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.backdrops import BackdropPool
 from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
-from twostream.data import (NO_GESTURE, backdrops_supported, folder_classes, generate_clips, load_folder, merge_clips,
+from twostream.data import (NO_GESTURE, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
 from twostream.errors import CheckpointError, DataError, RecognizerError
 from twostream.fieldtest import FieldSettings
@@ -119,8 +119,7 @@ def fit(args) -> dict:
         recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,
                           "clips_per_file": args.real_clips_per_file,
                           "clips_per_stage": args.real_clips_per_file * len(real_split.train),
-                          "backdrop_fraction": 0.0 if args.data or not backdrops_supported() else
-                          args.real_backdrop_fraction,
+                          "backdrop_fraction": 0.0 if args.data else args.real_backdrop_fraction,
                           "augmentation": "speed 0.5-2x, forward/backward/ping-pong, crop 55-100%, mirror, "
                                           "brightness/contrast/colour jitter; towers seed, head seed + 500"}
     if args.init:  # the weights' own history, so the card shows every command that made them

@@ -12,8 +12,6 @@ gestures in (``real_clips``) and real moving backgrounds behind generated gestur
 
 from __future__ import annotations
 
-import inspect
-import logging
 import multiprocessing
 import zlib
 from dataclasses import dataclass
@@ -35,8 +33,6 @@ RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
 NO_GESTURE = "no_gesture"
 _BACKDROP_STREAM = 1  # seeds the backdrop draw apart from the clip's own seed (clips stay as they were)
 _REAL_STREAM = 2
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,17 +57,10 @@ def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
     return int(np.random.SeedSequence([seed, class_index, clip_index]).generate_state(1)[0])
 
 
-def backdrops_supported() -> bool:
-    """True once twostream.gestures.render_clip takes a ``backdrop`` (the generator's hook)."""
-    return "backdrop" in inspect.signature(render_clip).parameters
-
-
 def _generate_one(job: tuple) -> Clip:
     contract, label_index, seed, frames, size, backdrop = job
-    # The keyword only when there is a backdrop: clips without one render exactly as before,
-    # also with a render_clip that has no hook yet.
-    extra = {"backdrop": backdrop} if backdrop is not None else {}
-    bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps, **extra)
+    bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps,
+                      backdrop=backdrop)
     rgb, flow = preprocess_clip(bgr, FlowSpec.of(contract))
     return Clip(rgb, flow, label_index)
 
@@ -89,8 +78,7 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
                    workers: int = 2, backdrops: BackdropPool | None = None,
                    backdrop_fraction: float = 0.0) -> ClipSet:
     """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them;
-    ``backdrop_fraction`` of them over a real moving background from ``backdrops`` (once the
-    generator has the hook, see backdrops_supported; before, all use its own background)."""
+    ``backdrop_fraction`` of them over a real moving background from ``backdrops``."""
     if tuple(contract.classes) != GESTURE_CLASSES:
         raise DataError("generated clips carry the gesture classes; the contract lists others")
     span = WindowPlan.of(contract).span
@@ -98,9 +86,6 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
         raise DataError(f"clips of {frames} frames are shorter than one window ({span})")
     if not 0 <= backdrop_fraction <= 1:
         raise DataError(f"backdrop fraction {backdrop_fraction} is not in 0..1")
-    if backdrops is not None and backdrop_fraction > 0 and not backdrops_supported():
-        logger.warning("twostream.gestures.render_clip has no backdrop hook yet: no real backgrounds")
-        backdrops = None
     jobs = []
     for i in range(clips_per_class):
         for c in range(len(GESTURE_CLASSES)):

@@ -96,9 +96,9 @@ def test_generated_clips_get_real_backdrops_through_the_hook(monkeypatch):
     calls = []
     plain = data.render_clip
 
-    def render_clip(label, seed, size=(160, 120), frames=40, fps=25.0, backdrop=None):  # the coming hook
+    def render_clip(label, seed, size=(160, 120), frames=40, fps=25.0, backdrop=None):  # records the hook's use
         calls.append(backdrop is not None)
-        clip = plain(label, seed, size=size, frames=frames, fps=fps)
+        clip = plain(label, seed, size=size, frames=frames, fps=fps, backdrop=backdrop)
         if backdrop is not None:
             assert backdrop(frames - 1).shape == (size[1], size[0], 3)
         return clip
@@ -112,13 +112,6 @@ def test_generated_clips_get_real_backdrops_through_the_hook(monkeypatch):
     without = data.generate_clips(TINY, 2, seed=3, frames=8, workers=1)
     for a, b, source in zip(clips.clips, without.clips, clips.sources):  # clips without a backdrop: unchanged
         assert source != "generated" or np.array_equal(a.flow, b.flow)
-
-
-def test_without_the_hook_generation_runs_on_its_own_backgrounds(monkeypatch):
-    monkeypatch.setattr(data, "backdrops_supported", lambda: False)
-    clips = data.generate_clips(TINY, 1, seed=3, frames=8, workers=1, backdrops=BackdropPool((_video(),)),
-                                backdrop_fraction=1.0)
-    assert set(clips.sources) == {"generated"}
 
 
 @needs_real
