@@ -17,7 +17,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -26,7 +25,7 @@ from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
 from twostream.gestures import render_clip
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
-from twostream.realdata import RealVideo, augment_clip
+from twostream.realdata import RealVideo, augment_clip, read_video
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"}
 RENDER_SIZES = ((160, 120), (224, 168), (320, 240))
@@ -139,22 +138,6 @@ def merge_clips(*sets: ClipSet) -> ClipSet:
     return ClipSet(sum((s.clips for s in sets), ()), sets[0].classes, sources)
 
 
-def _read_video(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
-    if not frames:
-        raise DataError(f"cannot read any frame from {path}")
-    return np.stack(frames)
-
-
 def folder_classes(root: Path) -> tuple[str, ...]:
     """Class names = sorted sub-folder names of ``root``."""
     if not root.is_dir():
@@ -178,7 +161,7 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
         videos = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         chosen = [v for i, v in enumerate(videos) if (i % every == every - 1) == (split == "val")]
         for video in tqdm(chosen, desc=f"read {name} ({split})", unit="clip", leave=False, disable=None):
-            frames = _read_video(video)
+            frames = read_video(video).frames
             if len(frames) < WindowPlan.of(contract).span:
                 raise DataError(f"{video} has {len(frames)} frames, fewer than one window "
                                 f"({WindowPlan.of(contract).span})")
