@@ -16,8 +16,10 @@ import torch
 from twostream import seeds
 from twostream.events import ScoreStream, segments_of
 from twostream.gestures import GestureStream
+from twostream.data import Clip, ClipSet
 from twostream.model import TwoStreamNet
-from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip, tower_inputs
+from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
+from twostream.training import clip_features
 
 
 def generated_stream(seed: int, frames: int, size: tuple[int, int],
@@ -32,23 +34,15 @@ def generated_stream(seed: int, frames: int, size: tuple[int, int],
 @torch.inference_mode()
 def score_stream(model: TwoStreamNet, frames_bgr: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Every hop-1 window of a stream: -> (window ends (W,) int64, probabilities (W, K) float32)."""
-    model.eval()
     contract = model.contract
-    length = contract.stack_length
     rgb, flow = preprocess_clip(frames_bgr, FlowSpec.of(contract))
     plan = WindowPlan.of(contract)
     ends = np.arange(plan.first_end, len(rgb), dtype=np.int64)
     if not len(ends):
         return ends, np.zeros((0, contract.num_classes), np.float32)
-    spatial = temporal = None
-    for start in range(length, len(rgb), batch):  # frames before L have no full flow stack
-        chunk = range(start, min(start + batch, len(rgb)))
-        r, f = (torch.from_numpy(a) for a in tower_inputs(rgb, flow, chunk, length))
-        s, t = model.spatial(r), model.temporal(f)
-        if spatial is None:
-            spatial = torch.zeros((len(rgb), *s.shape[1:]))
-            temporal = torch.zeros_like(spatial)
-        spatial[start:start + len(chunk)], temporal[start:start + len(chunk)] = s, t
+    # The towers once per frame, as training caches them (frames before L hold zeros).
+    features = clip_features(model, ClipSet((Clip(rgb, flow, -1),), contract.classes), batch, desc="score stream")[0]
+    spatial, temporal = features.spatial, features.temporal
     probs = []
     for i in range(0, len(ends), batch):
         sampled = torch.from_numpy(np.stack([plan.sampled(e) for e in ends[i:i + batch]]))  # (N, T)

@@ -14,7 +14,6 @@ other seeds and on training files):
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -22,9 +21,8 @@ import numpy as np
 
 from twostream import seeds
 from twostream.backdrops import Camera, RealBackdrop
-from twostream.eventdata import score_stream
+from twostream.eventdata import generated_stream, score_stream
 from twostream.events import Segment, detect_events, match_events, segments_of
-from twostream.gestures import GestureStream
 from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan
 from twostream.realdata import RealVideo
@@ -112,10 +110,9 @@ def streams_report(model: TwoStreamNet, videos: tuple[RealVideo, ...], settings:
     for kind, moving in (("moving", True), ("still", False)):
         total: Counter = Counter()
         for i in range(settings.streams):
-            stream = GestureStream(seed=settings.seed + i, size=settings.size,
-                                   backdrop_factory=_backdrops(videos, moving))
-            taken = list(itertools.islice(stream, settings.frames))
-            total.update(stream_figures(model, np.stack([f.bgr for f in taken]), [f.label for f in taken]))
+            frames, labels = generated_stream(settings.seed + i, settings.frames, settings.size,
+                                              _backdrops(videos, moving))
+            total.update(stream_figures(model, frames, labels))
         out[kind] = _rates(dict(total))
     return out
 
