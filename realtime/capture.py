@@ -43,14 +43,17 @@ def capture_channel(source: Source, settings: CaptureSettings) -> Channel[Frame]
 
 
 class CaptureStage(Stage):
-    """Source -> Frame(index, t_capture, bgr, decode_ms, truth) into ``outbox``."""
+    """Source -> Frame(index, t_capture, bgr, decode_ms, truth) into ``outbox``; indices count
+    from ``first_index`` (a reconnected stream continues its numbering, so an index names one
+    frame for the whole life of the stream)."""
 
     def __init__(self, control: Control, source: Source, outbox: Channel[Frame],
-                 settings: CaptureSettings, on_capture: Callable[[Frame], None]):
+                 settings: CaptureSettings, on_capture: Callable[[Frame], None], first_index: int = 0):
         super().__init__("capture", control, outbox)
         self.source = source
         self.settings = settings
         self._on_capture = on_capture
+        self.first_index = first_index
         self.captured = 0
 
     def _pace_interval(self) -> float | None:
@@ -79,7 +82,7 @@ class CaptureStage(Stage):
             decode_ms = (time.perf_counter() - started) * 1000.0
             t_capture = time.monotonic()
             bgr, truth = got
-            frame = Frame(self.captured, t_capture, bgr, decode_ms, truth)
+            frame = Frame(self.first_index + self.captured, t_capture, bgr, decode_ms, truth)
             self.captured += 1
             self._on_capture(frame)
             if newest_wins:

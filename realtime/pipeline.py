@@ -13,13 +13,14 @@ inside each call (see engines.torch_backend). Channels between stages are
 bounded; the rings are sized so a writer can never lap its reader (realtime.rings).
 
 Use as a context manager (start on enter, stop and join on exit) or call start/wait/stop.
+A pipeline runs one connection of a source; realtime.streams supervises a named stream across
+reconnects by building a new pipeline per connection, handing each the stream's statistics and
+result store and the capture index its frames continue from.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,6 +30,7 @@ from realtime.channel import Channel
 from realtime.errors import PipelineError
 from realtime.flowstage import FlowSettings, FlowStage
 from realtime.messages import Frame, Prediction
+from realtime.results import ResultStore
 from realtime.rings import FeatureCache, FlowRing, FrameRing
 from realtime.scorer import HeadStage, ScorerSettings
 from realtime.sources import Source
@@ -36,7 +38,7 @@ from realtime.stage import Control
 from realtime.stats import PipelineStats, StatsSnapshot
 from realtime.towers import TowerStage
 from twostream.events import Event
-from twostream.preprocess import WindowPlan
+from twostream.preprocess import FlowSpec, WindowPlan
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,21 @@ class PipelineSettings:
 
 class Pipeline:
     """A running recognizer: ``latest`` is the newest Prediction, ``history()`` the recent
-    ones, ``events()`` the recent gesture events, ``stats()`` a StatsSnapshot. Raises ContractMismatch at construction if the flow
-    settings differ from the model's contract (unless allowed: then twostream.contract logs a
-    warning), SourceError from ``start``."""
+    ones, ``events()`` the recent gesture events, ``stats()`` a StatsSnapshot. Raises
+    ContractMismatch at construction if the flow settings differ from the model's contract
+    (unless allowed: then twostream.contract logs a warning), SourceError from ``start``.
+
+    ``stats`` and ``results``: carry on an earlier pipeline's statistics (frames, drops,
+    latencies) and results (history, events) instead of starting empty; ``first_index``: the
+    capture index of this pipeline's first frame (a reconnected stream's indices continue);
+    ``flow_spec``: the flow already resolved from ``settings.flow`` (resolve once, warn once)."""
 
     def __init__(self, source: Source, backend: Backend, settings: PipelineSettings = PipelineSettings(), *,
-                 on_prediction: Callable[[Prediction], None] | None = None):
+                 on_prediction: Callable[[Prediction], None] | None = None,
+                 stats: PipelineStats | None = None, results: ResultStore | None = None,
+                 first_index: int = 0, flow_spec: FlowSpec | None = None):
         contract = backend.contract
-        flow = settings.flow.resolve(contract)
+        flow = flow_spec if flow_spec is not None else settings.flow.resolve(contract)
         size = flow.size
         if tuple(size) != tuple(backend.input_size):
             raise PipelineError(f"frames would be resized to {size} but the backend expects {backend.input_size}")
@@ -74,13 +83,9 @@ class Pipeline:
         self.plan = WindowPlan.of(contract, settings.scorer.hop)
         self.flow_method, self.input_size = flow.method, size
         self.control = Control(settings.poll_s)
-        self.stats_collector = PipelineStats(settings.stats_window)
+        self.stats_collector = stats if stats is not None else PipelineStats(settings.stats_window)
+        self.results = results if results is not None else ResultStore(settings.history, settings.events)
         self._on_prediction = on_prediction
-        self._cond = threading.Condition()
-        self._latest: Prediction | None = None
-        self._latest_frame: Frame | None = None
-        self._history: deque[Prediction] = deque(maxlen=settings.history)
-        self._events: deque[Event] = deque(maxlen=settings.events)
         self._started = False
 
         live = settings.capture.paced_like_live(source)
@@ -93,11 +98,11 @@ class Pipeline:
         flowed: Channel = Channel(queue)
         featured: Channel = Channel(queue)
         self._stages = (
-            CaptureStage(self.control, source, self._captured, settings.capture, self._on_capture),
+            CaptureStage(self.control, source, self._captured, settings.capture, self._on_capture, first_index),
             FlowStage(self.control, self._captured, flowed, frames, fields, flow),
             TowerStage(self.control, flowed, featured, backend, frames, fields, cache, self.plan),
             HeadStage(self.control, featured, backend, cache, self.plan, settings.scorer, self._publish,
-                      lambda: self._captured.dropped),
+                      lambda: self.stats_collector.retired_drops + self._captured.dropped),
         )
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -162,58 +167,46 @@ class Pipeline:
 
     # ---- results ---------------------------------------------------------------------------
     def _on_capture(self, frame: Frame) -> None:
-        self._latest_frame = frame  # one reference assignment: atomic, no lock needed
+        self.results.on_capture(frame)
         self.stats_collector.on_capture(frame.t_capture)
 
     def _publish(self, prediction: Prediction) -> None:
-        with self._cond:
-            self._latest = prediction
-            self._history.append(prediction)
-            if prediction.event is not None:
-                self._log_event(prediction.event)
-            self._cond.notify_all()
+        self.results.publish(prediction)
         self.stats_collector.on_prediction(prediction)
         if self._on_prediction is not None:
             self._on_prediction(prediction)
 
-    def _log_event(self, event: Event) -> None:
-        """An end replaces its own start in the log (one entry per gesture)."""
-        last = self._events[-1] if self._events else None
-        if (event.end_frame is not None and last is not None and last.end_frame is None
-                and (last.label, last.start_frame) == (event.label, event.start_frame)):
-            self._events[-1] = event
-        else:
-            self._events.append(event)
-
     def events(self) -> tuple[Event, ...]:
         """The recent gesture events, oldest first; the open one (if any) has end_frame None."""
-        with self._cond:
-            return tuple(self._events)
+        return self.results.events()
 
     @property
     def latest(self) -> Prediction | None:
         """The newest prediction (None before the first complete window)."""
-        return self._latest
+        return self.results.latest
 
     @property
     def latest_frame(self) -> Frame | None:
         """The newest captured frame (for a live view; it may be newer than ``latest``)."""
-        return self._latest_frame
+        return self.results.latest_frame
 
     def next_prediction(self, after_seq: int = -1, timeout: float = 1.0) -> Prediction | None:
         """The newest prediction newer than ``after_seq``, waiting up to ``timeout`` s for one."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq, timeout)
-            latest = self._latest
-        return latest if latest is not None and latest.seq > after_seq else None
+        return self.results.wait_for(lambda p: p.seq > after_seq, timeout)
 
     def history(self) -> tuple[Prediction, ...]:
-        with self._cond:
-            return tuple(self._history)
+        return self.results.history()
 
     def stats(self) -> StatsSnapshot:
         return self.stats_collector.snapshot(self._captured.dropped)
 
     @property
     def frames_captured(self) -> int:
+        """Frames this pipeline captured (from ``first_index`` on)."""
         return self._stages[0].captured
+
+    @property
+    def dropped(self) -> int:
+        """Frames this pipeline's capture dropped (newest-wins); ``stats()`` adds the drops
+        retired into its PipelineStats by earlier pipelines."""
+        return self._captured.dropped

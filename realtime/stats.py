@@ -80,6 +80,17 @@ class PipelineStats:
         self._scored = RateMeter(window)
         self._correct = 0
         self._judged = 0
+        self._retired_drops = 0  # drops of earlier pipelines of the same stream
+
+    def retire_drops(self, dropped: int) -> None:
+        """A pipeline that fed these stats ended with ``dropped`` frames dropped: keep them in
+        the running count (a reconnected stream's next pipeline starts its own from 0)."""
+        with self._lock:
+            self._retired_drops += dropped
+
+    @property
+    def retired_drops(self) -> int:
+        return self._retired_drops
 
     def on_capture(self, t_capture: float) -> None:
         with self._lock:
@@ -94,7 +105,9 @@ class PipelineStats:
                 self._correct += prediction.label == prediction.true_label
 
     def snapshot(self, dropped: int) -> StatsSnapshot:
+        """``dropped``: the running pipeline's drops (retired ones are added here)."""
         with self._lock:
+            dropped += self._retired_drops
             held = self._times[: min(self._scored.count, len(self._times))].copy()
             input_fps, scored_fps = self._captures.rate(), self._scored.rate()
             frames, predictions = self._captures.count, self._scored.count
