@@ -15,7 +15,19 @@ stderr at the end:
     python app.py --source rtsp://127.0.0.1:8554/cam --no-ui --max-frames 500
     python app.py --source 0 --no-ui                     # camera 0
 
-Each line has: frame (capture index of the window's newest frame), window_start (its oldest
+Several streams in one process: --source again for each (NAME=SOURCE names one), or
+--sources FILE (one SOURCE or NAME=SOURCE per line; blank lines and # comments allowed). Every
+stream has its own capture, flow, rings and feature cache; all share one engine, whose calls
+are batched across streams (--max-batch, --batch-wait-ms; --max-batch 1: no batching):
+
+    python app.py --no-ui --source door=rtsp://10.0.0.5/cam --source yard=rtsp://10.0.0.6/cam --source demo
+    python app.py --no-ui --sources cameras.txt --max-retries 20
+
+A live URL or camera that drops or stalls is reopened with backoff (0.5 s growing to
+--retry-max-s, with jitter), forever or --max-retries times; its windows start afresh after
+the gap. Files and folders end at their end; --max-frames counts per stream.
+
+Each line has: stream (its name, or its index as a string when unnamed), frame (capture index of the window's newest frame), window_start (its oldest
 frame), t_capture and t_scored (time.monotonic() seconds), label, score, topk ([label, p] best
 first), latency_ms (per-stage ms of the newest frame, and total = capture to scored), dropped
 (frames dropped so far) and active (the label of the gesture event going on after this
@@ -23,9 +35,16 @@ window, null: no gesture). The window where an event starts or ends also has eve
 "start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
 event policy (train.py tune-events) says when windows become events. A source that knows the
 truth (demo) adds true_label, window_pure (all frames of the window in one gesture) and the
-running accuracy over such windows.
+running accuracy over such windows. Whenever a stream's state changes, a status line says so:
+{"stream", "status": connecting | live | reconnecting | ended | failed, "error" (the last
+error line, or null), "reconnects", "t" (time.monotonic())}. At the end, stderr has one
+'engine: {...}' line (the backend and its batching statistics), then one 'summary: {...}' line
+per stream (its stats, state, error and reconnects).
 
-End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). Any error is one line
+End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). A stream that fails
+(an unreadable file, a bad URL, no such camera; a live source out of retries) writes one line,
+'error: stream NAME: reason' ('error: reason' when it is the only, unnamed, source), while the
+others go on; the exit status is 2 only if every stream failed. Any other error is one line
 on stderr, 'error: ...', and exit status 2.
 """
 
@@ -70,6 +89,27 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _user_pass(text: str) -> tuple[str, str]:
     """'user:pass' -> ('user', 'pass')."""
     user, sep, password = text.partition(":")
@@ -80,18 +120,24 @@ def _user_pass(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     # Defaults come from the settings dataclasses, the one place they are written.
+    from realtime.batching import BatchSettings
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.scorer import ScorerSettings
     from realtime.sources import SourceSettings
+    from realtime.streams import RetryPolicy
     from ui.settings import PageSettings
 
     source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
+    batch, retry = BatchSettings(), RetryPolicy()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=default_of(PageSettings, "default_source"),
-                        help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, "
-                             "or 'demo' (default: %(default)s)")
+    parser.add_argument("--source", action="append", default=[], metavar="[NAME=]SOURCE",
+                        help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, or 'demo'; "
+                             "repeat for several streams (headless; the page uses the first), NAME= names one "
+                             "(default: %s)" % default_of(PageSettings, "default_source"))
+    parser.add_argument("--sources", type=Path, default=None, metavar="FILE",
+                        help="more sources, one [NAME=]SOURCE per line (blank lines and # comments allowed)")
     parser.add_argument("--no-ui", action="store_true", help="run headless: JSON lines on stdout")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="model file, or an engine directory from build_engine.py (default: models/demo.pt)")
@@ -132,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the demo stream (default %(default)s)")
     parser.add_argument("--demo-size", type=_size, default=source.demo_size, metavar="WxH",
                         help="demo frame size (default %s)" % "x".join(map(str, source.demo_size)))
+    streams = parser.add_argument_group("several streams (headless)")
+    streams.add_argument("--max-batch", type=_positive, default=batch.max_batch,
+                         help="most frames of all streams in one engine call (default %(default)s; 1: no batching)")
+    streams.add_argument("--batch-wait-ms", type=_milliseconds, default=batch.max_wait_ms,
+                         help="longest a call waits for other streams' calls to join it (default %(default)s ms)")
+    streams.add_argument("--max-retries", type=_count, default=retry.max_retries,
+                         help="reopen attempts of a dropped live source before its stream fails "
+                              "(default: retry forever)")
+    streams.add_argument("--retry-max-s", type=_seconds, default=retry.max_s,
+                         help="longest wait between reopen attempts (default %(default)s s)")
     ui = parser.add_argument_group("page (without --no-ui)")
     ui.add_argument("--host", default=default_of(PageSettings, "host"),
                     help="address to serve the page on (default %(default)s: this machine only)")
@@ -165,11 +221,12 @@ def settings_from_args(args: argparse.Namespace):
     return pipeline, source
 
 
-def prediction_record(prediction, judged: list[int]) -> dict:
-    """The JSON line for one prediction. ``judged`` = [correct, total] so far over windows
-    wholly inside one gesture (updated here for sources that know the truth)."""
+def prediction_record(prediction, judged: list[int], stream: str = "0") -> dict:
+    """The JSON line for one prediction of ``stream``. ``judged`` = [correct, total] so far
+    over windows wholly inside one gesture (updated here for sources that know the truth)."""
     times = prediction.times
     record = {
+        "stream": stream,
         "frame": prediction.index,
         "window_start": prediction.window_start,
         "t_capture": round(prediction.t_capture, 6),
@@ -208,58 +265,176 @@ def _configure(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
 
 
-def run(args: argparse.Namespace) -> int:
-    # Imported here so --help is instant and import errors still become one line.
-    from building.load import prepare_model
-    from realtime.pipeline import Pipeline
-    from realtime.sources import open_source
+def batch_and_retry(args: argparse.Namespace):
+    """The command line's batching policy and reconnect backoff -> (BatchSettings, RetryPolicy)."""
+    from realtime.batching import BatchSettings
+    from realtime.streams import RetryPolicy
 
+    initial = min(RetryPolicy().initial_s, args.retry_max_s)  # a cap below the first delay lowers it
+    return (BatchSettings(max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms),
+            RetryPolicy(initial_s=initial, max_s=args.retry_max_s, max_retries=args.max_retries))
+
+
+def source_specs_of(args: argparse.Namespace):
+    """The streams the command line names (SourceSpec each); the page's default without any."""
+    from realtime.streamset import source_specs
+    from ui.settings import PageSettings
+
+    sources = args.source or ([] if args.sources else [default_of(PageSettings, "default_source")])
+    return source_specs(sources, args.sources)
+
+
+class _Output:
+    """Everything the headless run writes, from any stream's threads: JSON lines on stdout
+    (predictions, status changes), one 'error:' line per failed stream on stderr. A reader
+    that goes away (stdout piped into `head`) sets ``broken`` instead of failing the streams."""
+
+    def __init__(self, specs):
+        import threading
+
+        self._lock = threading.Lock()
+        # A lone unnamed source keeps the plain one-line error its message already names.
+        self._plain = len(specs) == 1 and not specs[0].named
+        self._judged = {spec.name: [0, 0] for spec in specs}
+        self.broken = threading.Event()
+
+    def _write(self, record: dict) -> None:
+        line = json.dumps(record) + "\n"
+        with self._lock:
+            if self.broken.is_set():
+                return
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()  # one line per prediction, as it happens
+            except BrokenPipeError:
+                self.broken.set()
+
+    def prediction(self, name: str, prediction) -> None:
+        self._write(prediction_record(prediction, self._judged[name], name))
+
+    def status(self, status) -> None:
+        from realtime.streams import StreamState
+
+        self._write({"stream": status.name, "status": status.state.value, "error": status.error,
+                     "reconnects": status.reconnects, "t": round(status.since, 6)})
+        if status.state is StreamState.FAILED:
+            line = f"error: {status.error}" if self._plain else f"error: stream {status.name}: {status.error}"
+            with self._lock:
+                print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
     _configure(args)
     if not args.no_ui:
         return run_ui(args)
+    return run_headless(args)
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """Every named source as a supervised stream on one shared, batching engine (realtime.
+    streamset); JSON lines on stdout, summaries on stderr. Exit 2 only if every stream failed."""
+    # Imported here so --help is instant and import errors still become one line.
+    import time
+
+    from building.load import prepare_model
+    from realtime.sources import open_source
+    from realtime.stats import PipelineStats
+    from realtime.streams import StreamState, StreamStatus, one_line
+    from realtime.streamset import StreamSet
+
     input_size = (args.input_size, args.input_size) if args.input_size else None
     settings, source_settings = settings_from_args(args)
-    source = open_source(args.source, source_settings)
-    if not source.live:
-        # Fail fast on a bad file before the model loads. A live source opens only when the
-        # pipeline starts: whatever it buffered while the model loaded would be stale frames.
-        source.open()
+    batch, retry = batch_and_retry(args)
+    specs = source_specs_of(args)
+    out = _Output(specs)
+    sources, failed = {}, {}
+    for spec in specs:
+        try:
+            source = open_source(spec.spec, source_settings)
+            sources[spec.name] = source
+            if not source.live:
+                # Fail fast on a bad file before the model loads. A live source opens only when
+                # its stream starts: what it buffered while the model loaded would be stale.
+                source.open()
+        except SourceError as exc:
+            sources.pop(spec.name, None)
+            failed[spec.name] = StreamStatus(spec.name, StreamState.FAILED, one_line(exc), 0, time.monotonic())
+            out.status(failed[spec.name])
+    if not sources:
+        return EXIT_ERROR
+
+    def close_sources() -> None:
+        for source in sources.values():
+            source.close()
+
     try:
         prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
                                  threads=args.threads, input_size=input_size)
         backend = prepared.open()
     except BaseException:
-        source.close()
+        close_sources()
         raise
-    judged = [0, 0]
-
-    def emit(prediction) -> None:
-        sys.stdout.write(json.dumps(prediction_record(prediction, judged)) + "\n")
-        sys.stdout.flush()  # one line per prediction, as it happens
-
     try:
-        pipeline = Pipeline(source, backend, settings, on_prediction=emit)
+        streamset = StreamSet(backend, settings, batch=batch, retry=retry,
+                              on_prediction=out.prediction, on_status=out.status)
     except BaseException:
-        source.close()
+        backend.close()
+        close_sources()
         raise
-    stopped_by = "end of source"
-    pipeline.start()
+    for spec in specs:
+        if spec.name in sources:
+            streamset.add(spec.name, sources[spec.name])
+    interrupted = False
+    streamset.start()
     try:
-        while not pipeline.wait(timeout=0.25):
+        while not streamset.wait(timeout=0.25) and not out.broken.is_set():
             pass
     except KeyboardInterrupt:
-        stopped_by = "interrupt"
+        interrupted = True
     finally:
-        unjoined = pipeline.stop()
-    if stopped_by != "interrupt" and pipeline.frames_captured == args.max_frames:
-        stopped_by = "--max-frames"
-    pipeline.wait(timeout=0)  # an error that raced the interrupt still surfaces
-    summary = pipeline.stats().to_record()
-    summary.update(source=source.description, backend=backend.name, precision=backend.precision,
-                   flow=pipeline.flow_method, hop=args.hop, stopped_by=stopped_by,
-                   threads_not_joined=list(unjoined))
-    print("summary: " + json.dumps(summary), file=sys.stderr)
-    return 0 if not unjoined else EXIT_ERROR
+        streamset.close()  # stops every stream (draining queued frames), then the engine
+    if out.broken.is_set():
+        raise BrokenPipeError  # the reader went away: main() ends quietly, as it always has
+    if streamset.all_failed:
+        return EXIT_ERROR  # each stream said why in its error line
+
+    engine = {"backend": backend.name, "precision": backend.precision, "device": backend.device,
+              "batching": streamset.stats().to_record()}
+    print("engine: " + json.dumps(engine), file=sys.stderr)
+    empty = PipelineStats().snapshot(0)
+    unjoined_any = False
+    for spec in specs:
+        common = dict(source=spec.spec, backend=backend.name, precision=backend.precision,
+                      flow=streamset.flow_spec.method, hop=args.hop)
+        if spec.name in failed:
+            status = failed[spec.name]
+            record = _summary(status, empty, common, "failed", [])
+        else:
+            stream = streamset.stream(spec.name)
+            status = stream.status()
+            unjoined = list(stream.stop(timeout=0))  # stopped already: what is still alive
+            unjoined_any = unjoined_any or bool(unjoined)
+            if interrupted:
+                stopped_by = "interrupt"
+            elif status.state is StreamState.FAILED:
+                stopped_by = "failed"
+            elif stream.frames_captured == args.max_frames:
+                stopped_by = "--max-frames"
+            else:
+                stopped_by = "end of source"
+            common["source"] = stream.source.description
+            record = _summary(status, stream.stats(), common, stopped_by, unjoined)
+        print("summary: " + json.dumps(record), file=sys.stderr)
+    return EXIT_ERROR if unjoined_any else 0
+
+
+def _summary(status, stats, common: dict, stopped_by: str, unjoined: list[str]) -> dict:
+    """One stream's summary line: who it is and how it ended, then its statistics."""
+    record = {"stream": status.name, "state": status.state.value, "error": status.error,
+              "reconnects": status.reconnects}
+    record.update(stats.to_record())
+    record.update(common, stopped_by=stopped_by, threads_not_joined=unjoined)
+    return record
 
 
 def run_ui(args: argparse.Namespace) -> int:
@@ -277,6 +452,7 @@ def run_ui(args: argparse.Namespace) -> int:
     for folder in args.allow_dir:
         if not folder.is_dir():
             raise SourceError(f"--allow-dir {folder}: no such directory")
+    default_source = source_specs_of(args)[0].spec  # the page runs one source per tab, for now
 
     prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
                              threads=args.threads, input_size=input_size)
@@ -285,7 +461,7 @@ def run_ui(args: argparse.Namespace) -> int:
     pipeline, source = settings_from_args(args)
     session = SessionSettings(pipeline=pipeline, source=source, overlay=OverlaySettings(topk=args.topk))
     page = LivePage(PageSettings(
-        model_path=args.model, default_source=args.source, host=args.host, port=args.port, share=args.share,
+        model_path=args.model, default_source=default_source, host=args.host, port=args.port, share=args.share,
         auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
         backend=prepared.backend, precision=prepared.precision, session=session), prepared.open)
     try:

@@ -30,6 +30,15 @@ def summary_of(stderr: str) -> dict:
     return json.loads(last.removeprefix("summary: "))
 
 
+def predictions_of(stdout: str) -> list[dict]:
+    """The prediction lines (the others are status lines)."""
+    return [r for r in map(json.loads, stdout.splitlines()) if "status" not in r]
+
+
+def statuses_of(stdout: str) -> list[dict]:
+    return [r for r in map(json.loads, stdout.splitlines()) if "status" in r]
+
+
 @pytest.fixture(scope="module")
 def clip_file(short_clip, tmp_path_factory):
     """The 48-frame test clip as an MPEG-4 file."""
@@ -52,22 +61,25 @@ def garbage_file(tmp_path_factory):
 def test_file_run_prints_one_json_line_per_prediction(model_path, clip_file):
     done = run_app("--source", str(clip_file), "--model", str(model_path), "--hop", "3")
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = predictions_of(done.stdout)
     assert [r["frame"] for r in lines] == list(range(22, 48, 3))
+    assert [r["status"] for r in statuses_of(done.stdout)] == ["connecting", "live", "ended"]
     for record in lines:
-        assert KEYS <= set(record) and set(record["latency_ms"]) == STAGES
+        assert KEYS <= set(record) and set(record["latency_ms"]) == STAGES and record["stream"] == "0"
         assert record["label"] == record["topk"][0][0] and record["score"] == record["topk"][0][1]
         assert len(record["topk"]) == 3 and record["dropped"] == 0 and "true_label" not in record
     summary = summary_of(done.stderr)
     assert summary["frames"] == 48 and summary["predictions"] == len(lines) and summary["dropped"] == 0
     assert summary["threads_not_joined"] == [] and set(summary["stages"]) == STAGES
-    assert len(done.stderr.strip().splitlines()) == 1  # nothing but the summary
+    assert (summary["stream"], summary["state"], summary["error"], summary["reconnects"]) == ("0", "ended", None, 0)
+    engine, _ = done.stderr.strip().splitlines()  # nothing but the engine line and the summary
+    assert engine.startswith("engine: ") and json.loads(engine.removeprefix("engine: "))["backend"] == "torch"
 
 
 def test_demo_source_lines_carry_the_true_label(model_path):
     done = run_app("--source", "demo", "--model", str(model_path), "--demo-size", "160x120", "--max-frames", "30")
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = predictions_of(done.stdout)
     assert len(lines) == 30 - 22 - summary_of(done.stderr)["dropped"]
     for record in lines:
         assert record["true_label"] and isinstance(record["window_pure"], bool) and "accuracy" in record
@@ -78,8 +90,10 @@ def test_ctrl_c_stops_cleanly_with_a_summary(model_path):
                             "--model", str(model_path), "--demo-size", "160x120"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        first = app.stdout.readline()  # blocks until the first prediction
-        assert json.loads(first)["frame"] >= 22
+        first = json.loads(app.stdout.readline())  # blocks until the first line
+        while "status" in first:
+            first = json.loads(app.stdout.readline())  # until the first prediction
+        assert first["frame"] >= 22
         app.send_signal(signal.SIGINT)
         out, err = app.communicate(timeout=30)
     finally:
@@ -95,7 +109,7 @@ def test_an_allowed_contract_mismatch_runs_with_a_loud_warning(model_path, clip_
                    "--flow", "dis-fast", "--allow-contract-mismatch")
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("WARNING: preprocessing differs from the model's contract")
-    assert len(done.stdout.splitlines()) == 3
+    assert len(predictions_of(done.stdout)) == 3
 
 
 @pytest.mark.parametrize("case, args, message", [
@@ -120,4 +134,4 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(case, args, message, model
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(message.format(**values)), lines[0]
-    assert done.stdout == ""
+    assert predictions_of(done.stdout) == []

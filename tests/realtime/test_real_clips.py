@@ -40,12 +40,12 @@ def test_real_clip_runs_headless_to_its_end(clip, model_path):
                            "--source", str(clip), "--model", str(model_path)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = [r for r in map(json.loads, done.stdout.splitlines()) if "status" not in r]  # predictions
     assert [r["frame"] for r in lines] == list(range(22, frames))
     assert all(r["dropped"] == 0 for r in lines)
     stderr = done.stderr.strip().splitlines()
-    assert len(stderr) == 1 and stderr[0].startswith("summary: "), done.stderr
-    summary = json.loads(stderr[0].removeprefix("summary: "))
+    assert len(stderr) == 2 and stderr[0].startswith("engine: ") and stderr[1].startswith("summary: "), done.stderr
+    summary = json.loads(stderr[1].removeprefix("summary: "))
     assert summary["frames"] == frames and summary["dropped"] == 0 and summary["threads_not_joined"] == []
 
 
