@@ -135,3 +135,76 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(case, args, message, model
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(message.format(**values)), lines[0]
     assert predictions_of(done.stdout) == []
+
+
+def stderr_lines(stderr: str) -> tuple[list[str], list[str], list[dict]]:
+    """(error lines, engine lines, summaries) of a run's stderr, which holds nothing else."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    engines = [line for line in lines if line.startswith("engine: ")]
+    summaries = [json.loads(line.removeprefix("summary: ")) for line in lines if line.startswith("summary: ")]
+    assert len(errors) + len(engines) + len(summaries) == len(lines), stderr
+    return errors, engines, summaries
+
+
+def test_several_streams_run_in_one_process_and_a_bad_one_fails_alone(model_path, clip_file, garbage_file):
+    done = run_app("--source", f"a={clip_file}", "--source", str(clip_file), "--source", str(garbage_file),
+                   "--source", "url=rtsp://127.0.0.1:1/nope", "--open-timeout", "2",
+                   "--model", str(model_path), "--max-frames", "30")
+    assert done.returncode == 0, done.stderr
+    predictions = predictions_of(done.stdout)
+    for name in ("a", "1"):
+        assert [r["frame"] for r in predictions if r["stream"] == name] == list(range(22, 30))
+    assert {r["stream"] for r in predictions} == {"a", "1"}
+    errors, engines, summaries = stderr_lines(done.stderr)
+    assert sorted(errors) == [
+        f"error: stream 2: cannot open video file '{garbage_file}': not a video format FFmpeg can read "
+        "(corrupt or not a video?)",
+        "error: stream url: cannot open stream 'rtsp://127.0.0.1:1/nope': connection failed, no such stream, "
+        "or no answer within 2 s"]
+    assert done.stderr.strip().splitlines()[-5].startswith("engine: ")  # then one summary per stream
+    engine = json.loads(engines[0].removeprefix("engine: "))
+    assert engine["backend"] == "torch" and set(engine["batching"]["parts"]) == {"spatial", "temporal", "head"}
+    assert [(s["stream"], s["state"], s["reconnects"], s["frames"]) for s in summaries] == [
+        ("a", "ended", 0, 30), ("1", "ended", 0, 30), ("2", "failed", 0, 0), ("url", "failed", 0, 0)]
+    assert summaries[0]["stopped_by"] == "--max-frames" and summaries[0]["error"] is None
+    assert summaries[3]["error"].startswith("cannot open stream") and summaries[3]["stopped_by"] == "failed"
+    url = [r["status"] for r in statuses_of(done.stdout) if r["stream"] == "url"]
+    assert url == ["connecting", "failed"]  # a bad URL on its first open is reported, not retried
+
+
+def test_the_exit_status_is_2_only_when_every_stream_failed(model_path, garbage_file):
+    done = run_app("--source", str(garbage_file), "--source", "/nonexistent/clip.mp4", "--model", str(model_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: stream 0: cannot open video file '{garbage_file}': not a video format FFmpeg can read "
+        "(corrupt or not a video?)",
+        "error: stream 1: cannot open video file '/nonexistent/clip.mp4': no such file"]
+    assert [(r["stream"], r["status"]) for r in statuses_of(done.stdout)] == [("0", "failed"), ("1", "failed")]
+    assert predictions_of(done.stdout) == []
+
+
+def test_a_sources_file_names_the_streams_and_max_frames_counts_per_stream(model_path, clip_file, tmp_path):
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"# two clips\nfront={clip_file}\n\n{clip_file}\n")
+    done = run_app("--sources", str(listing), "--model", str(model_path), "--max-frames", "25", "--max-batch", "1")
+    assert done.returncode == 0, done.stderr
+    predictions = predictions_of(done.stdout)
+    assert {name: [r["frame"] for r in predictions if r["stream"] == name] for name in ("front", "1")} == \
+           {"front": [22, 23, 24], "1": [22, 23, 24]}
+    _, engines, summaries = stderr_lines(done.stderr)
+    batching = json.loads(engines[0].removeprefix("engine: "))["batching"]
+    assert batching["max_batch"] == 1 and all(p["max_batch"] == 1 for p in batching["parts"].values())
+    assert [(s["stream"], s["frames"]) for s in summaries] == [("front", 25), ("1", 25)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sources", "/nonexistent/cams.txt"], "error: --sources /nonexistent/cams.txt: no such file"),
+    (["--source", "a=demo", "--source", "a=0"], "error: duplicate stream name 'a'"),
+    (["--max-batch", "0"], "error: argument --max-batch: must be >= 1"),
+])
+def test_a_bad_stream_list_is_one_clear_line(model_path, args, message):
+    done = run_app(*args, "--model", str(model_path), timeout=120)
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1]
+    assert predictions_of(done.stdout) == []

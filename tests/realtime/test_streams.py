@@ -1,10 +1,12 @@
 """Live network sources on loopback: an MJPEG-over-HTTP server in a thread, and a real RTSP
-server (GStreamer's gst-rtsp-server, run by the system Python) read through the app."""
+server (GStreamer's gst-rtsp-server, run by the system Python) read through the app, and
+stopped and restarted under a running stream to see it reconnect."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +20,9 @@ import pytest
 from engines.torch_backend import TorchBackend
 from realtime.capture import CaptureSettings
 from realtime.pipeline import Pipeline, PipelineSettings
-from realtime.sources import SourceSettings, StreamUrlSource
+from realtime.sources import DemoSource, SourceSettings, StreamUrlSource
+from realtime.streams import StreamState
+from realtime.streamset import StreamSet
 from twostream.gestures import GestureStream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,3 +129,81 @@ def test_app_reads_and_scores_a_real_rtsp_stream(model_path, rtsp_url):
     assert summary["frames"] == 50
     assert summary["predictions"] == len(lines) == 50 - summary["dropped"] - 22
     assert summary["threads_not_joined"] == []
+
+
+class _RtspServer:
+    """tests/rtsp_server.py on one fixed port, so it can be killed and started again on the
+    same URL."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"rtsp://127.0.0.1:{self.port}/test"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        """Start it; the monotonic time its READY line came (it listens from then on)."""
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tests" / "rtsp_server.py"), str(self.port)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        ready = time.monotonic()
+        if line.strip() != f"READY {self.url}":
+            self.kill()
+            pytest.fail(f"RTSP server did not start on port {self.port}: {line!r} {self.process.stderr.read()!r}")
+        return ready
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def _wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_dropped_rtsp_stream_reconnects_while_the_other_stream_goes_on(random_model):
+    """Kill the RTSP server mid-stream, restart it on the same port 3 s later: the stream goes
+    reconnecting, then live again on fresh windows, and the demo stream beside it never stops.
+    Prints the time from the server's return (READY) to the first prediction after it."""
+    if not _has_rtsp_server():
+        pytest.skip("no GStreamer RTSP server here (apt: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 "
+                    "gstreamer1.0-plugins-ugly ...)")
+    server = _RtspServer()
+    server.start()
+    statuses = []
+    try:
+        with StreamSet(TorchBackend(random_model), on_status=statuses.append) as streams:
+            camera = streams.add("cam", StreamUrlSource(server.url, SourceSettings(open_timeout_s=5, read_timeout_s=2)))
+            demo = streams.add("demo", DemoSource(size=(160, 120)))
+            assert camera.next_prediction(timeout=60) is not None and demo.next_prediction(timeout=60) is not None
+            time.sleep(1.0)
+            server.kill()
+            killed = time.monotonic()
+            _wait_until(lambda: camera.status().state is StreamState.RECONNECTING, 30, "the drop to be noticed")
+            time.sleep(max(0.0, killed + 3.0 - time.monotonic()))
+            ready = server.start()
+            _wait_until(lambda: len(camera.connection_starts) == 2 and camera.latest is not None
+                        and camera.latest.index >= camera.connection_starts[1], 30, "a prediction after the gap")
+            first_after = min((p for p in camera.history() if p.index >= camera.connection_starts[1]),
+                              key=lambda p: p.index)
+            during = [p for p in demo.history() if killed < p.t_scored < ready]
+    finally:
+        server.kill()
+    back_after = first_after.t_scored - ready
+    live_at = [s.since for s in statuses if s.name == "cam" and s.state is StreamState.LIVE][-1]
+    print(f"\nRTSP reconnect: first prediction {back_after:.2f} s after the server's READY (live again "
+          f"after {live_at - ready:.2f} s, then a full window); reconnects {camera.status().reconnects}; "
+          f"demo predictions during the {ready - killed:.1f} s outage: {len(during)}")
+    states = [s.state for s in statuses if s.name == "cam"]
+    live_again = states.index(StreamState.RECONNECTING) + 1
+    assert states[live_again] is StreamState.LIVE and camera.status().reconnects >= 1
+    assert first_after.window_start >= camera.connection_starts[1]  # no window spans the gap
+    assert len(during) >= 10, "the demo stream stopped while the camera was away"
+    assert StreamState.FAILED not in [s.state for s in statuses]
+    assert back_after < 10.0
