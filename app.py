@@ -27,11 +27,11 @@ A live URL or camera that drops or stalls is reopened with backoff (0.5 s growin
 --retry-max-s, with jitter), forever or --max-retries times; its windows start afresh after
 the gap. Files and folders end at their end; --max-frames counts per stream.
 
-Each line has: stream (its name, or its index as a string when unnamed), frame (capture index of the window's newest frame), window_start (its oldest
-frame), t_capture and t_scored (time.monotonic() seconds), label, score, topk ([label, p] best
-first), latency_ms (per-stage ms of the newest frame, and total = capture to scored), dropped
-(frames dropped so far) and active (the label of the gesture event going on after this
-window, null: no gesture). The window where an event starts or ends also has event: {type:
+Each line has: stream (its name, or its index as a string when unnamed), frame (capture index
+of the window's newest frame), window_start (its oldest frame), t_capture and t_scored
+(time.monotonic() seconds), label, score, topk ([label, p] best first), latency_ms (per-stage
+ms of the newest frame, and total = capture to scored), dropped (frames the stream dropped so
+far) and active (the label of the gesture event going on after this window, null: none). The window where an event starts or ends also has event: {type:
 "start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
 event policy (train.py tune-events) says when windows become events. A source that knows the
 truth (demo) adds true_label, window_pure (all frames of the window in one gesture) and the
@@ -62,7 +62,8 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import configure_logging, default_of, verbosity  # noqa: E402
+from cli import JsonLines, configure_logging, default_of, verbosity  # noqa: E402
+from cli import non_negative, non_negative_float, positive_seconds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
@@ -89,27 +90,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def _user_pass(text: str) -> tuple[str, str]:
     """'user:pass' -> ('user', 'pass')."""
     user, sep, password = text.partition(":")
@@ -131,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
     batch, retry = BatchSettings(), RetryPolicy()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.strip().split("\n\n")[-1],  # the exit statuses
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", action="append", default=[], metavar="[NAME=]SOURCE",
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, or 'demo'; "
@@ -181,12 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     streams = parser.add_argument_group("several streams (headless)")
     streams.add_argument("--max-batch", type=_positive, default=batch.max_batch,
                          help="most frames of all streams in one engine call (default %(default)s; 1: no batching)")
-    streams.add_argument("--batch-wait-ms", type=_milliseconds, default=batch.max_wait_ms,
+    streams.add_argument("--batch-wait-ms", type=non_negative_float, default=batch.max_wait_ms,
                          help="longest a call waits for other streams' calls to join it (default %(default)s ms)")
-    streams.add_argument("--max-retries", type=_count, default=retry.max_retries,
+    streams.add_argument("--max-retries", type=non_negative, default=retry.max_retries,
                          help="reopen attempts of a dropped live source before its stream fails "
                               "(default: retry forever)")
-    streams.add_argument("--retry-max-s", type=_seconds, default=retry.max_s,
+    streams.add_argument("--retry-max-s", type=positive_seconds, default=retry.max_s,
                          help="longest wait between reopen attempts (default %(default)s s)")
     ui = parser.add_argument_group("page (without --no-ui)")
     ui.add_argument("--host", default=default_of(PageSettings, "host"),
@@ -221,37 +202,6 @@ def settings_from_args(args: argparse.Namespace):
     return pipeline, source
 
 
-def prediction_record(prediction, judged: list[int], stream: str = "0") -> dict:
-    """The JSON line for one prediction of ``stream``. ``judged`` = [correct, total] so far
-    over windows wholly inside one gesture (updated here for sources that know the truth)."""
-    times = prediction.times
-    record = {
-        "stream": stream,
-        "frame": prediction.index,
-        "window_start": prediction.window_start,
-        "t_capture": round(prediction.t_capture, 6),
-        "t_scored": round(prediction.t_scored, 6),
-        "label": prediction.label,
-        "score": round(prediction.score, 5),
-        "topk": [[label, round(p, 5)] for label, p in prediction.topk],
-        "latency_ms": {name: round(value, 3) for name, value in zip(times.NAMES, times.as_tuple())},
-        "dropped": prediction.dropped,
-        "active": prediction.active,
-    }
-    event = prediction.event
-    if event is not None:
-        record["event"] = {"type": event.kind, "label": event.label, "start_frame": event.start_frame,
-                           "end_frame": event.end_frame, "peak_score": round(event.peak_score, 5)}
-    if prediction.true_label is not None:
-        record["true_label"] = prediction.true_label
-        record["window_pure"] = prediction.window_pure
-        if prediction.window_pure:
-            judged[0] += prediction.label == prediction.true_label
-            judged[1] += 1
-        record["accuracy"] = round(judged[0] / judged[1], 4) if judged[1] else None
-    return record
-
-
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's clean path
 
@@ -284,43 +234,25 @@ def source_specs_of(args: argparse.Namespace):
     return source_specs(sources, args.sources)
 
 
-class _Output:
-    """Everything the headless run writes, from any stream's threads: JSON lines on stdout
-    (predictions, status changes), one 'error:' line per failed stream on stderr. A reader
-    that goes away (stdout piped into `head`) sets ``broken`` instead of failing the streams."""
+def _reporters(specs, lines: JsonLines):
+    """(on_prediction, on_status) callbacks of the headless run: JSON lines on stdout, and one
+    'error:' line on stderr when a stream fails (plain for a lone unnamed source, whose
+    message already names it)."""
+    from realtime.records import prediction_record, status_record
+    from realtime.streams import StreamState
 
-    def __init__(self, specs):
-        import threading
+    plain = len(specs) == 1 and not specs[0].named
+    judged = {spec.name: [0, 0] for spec in specs}
 
-        self._lock = threading.Lock()
-        # A lone unnamed source keeps the plain one-line error its message already names.
-        self._plain = len(specs) == 1 and not specs[0].named
-        self._judged = {spec.name: [0, 0] for spec in specs}
-        self.broken = threading.Event()
+    def on_prediction(name: str, prediction) -> None:
+        lines.write(prediction_record(prediction, judged[name], name))
 
-    def _write(self, record: dict) -> None:
-        line = json.dumps(record) + "\n"
-        with self._lock:
-            if self.broken.is_set():
-                return
-            try:
-                sys.stdout.write(line)
-                sys.stdout.flush()  # one line per prediction, as it happens
-            except BrokenPipeError:
-                self.broken.set()
-
-    def prediction(self, name: str, prediction) -> None:
-        self._write(prediction_record(prediction, self._judged[name], name))
-
-    def status(self, status) -> None:
-        from realtime.streams import StreamState
-
-        self._write({"stream": status.name, "status": status.state.value, "error": status.error,
-                     "reconnects": status.reconnects, "t": round(status.since, 6)})
+    def on_status(status) -> None:
+        lines.write(status_record(status))
         if status.state is StreamState.FAILED:
-            line = f"error: {status.error}" if self._plain else f"error: stream {status.name}: {status.error}"
-            with self._lock:
-                print(line, file=sys.stderr, flush=True)
+            lines.error(f"error: {status.error}" if plain else f"error: stream {status.name}: {status.error}")
+
+    return on_prediction, on_status
 
 
 def run(args: argparse.Namespace) -> int:
@@ -337,6 +269,7 @@ def run_headless(args: argparse.Namespace) -> int:
     import time
 
     from building.load import prepare_model
+    from realtime.records import summary_record
     from realtime.sources import open_source
     from realtime.stats import PipelineStats
     from realtime.streams import StreamState, StreamStatus, one_line
@@ -346,7 +279,8 @@ def run_headless(args: argparse.Namespace) -> int:
     settings, source_settings = settings_from_args(args)
     batch, retry = batch_and_retry(args)
     specs = source_specs_of(args)
-    out = _Output(specs)
+    lines = JsonLines()
+    on_prediction, on_status = _reporters(specs, lines)
     sources, failed = {}, {}
     for spec in specs:
         try:
@@ -359,7 +293,7 @@ def run_headless(args: argparse.Namespace) -> int:
         except SourceError as exc:
             sources.pop(spec.name, None)
             failed[spec.name] = StreamStatus(spec.name, StreamState.FAILED, one_line(exc), 0, time.monotonic())
-            out.status(failed[spec.name])
+            on_status(failed[spec.name])
     if not sources:
         return EXIT_ERROR
 
@@ -376,7 +310,7 @@ def run_headless(args: argparse.Namespace) -> int:
         raise
     try:
         streamset = StreamSet(backend, settings, batch=batch, retry=retry,
-                              on_prediction=out.prediction, on_status=out.status)
+                              on_prediction=on_prediction, on_status=on_status)
     except BaseException:
         backend.close()
         close_sources()
@@ -387,13 +321,13 @@ def run_headless(args: argparse.Namespace) -> int:
     interrupted = False
     streamset.start()
     try:
-        while not streamset.wait(timeout=0.25) and not out.broken.is_set():
+        while not streamset.wait(timeout=0.25) and not lines.broken.is_set():
             pass
     except KeyboardInterrupt:
         interrupted = True
     finally:
         streamset.close()  # stops every stream (draining queued frames), then the engine
-    if out.broken.is_set():
+    if lines.broken.is_set():
         raise BrokenPipeError  # the reader went away: main() ends quietly, as it always has
     if streamset.all_failed:
         return EXIT_ERROR  # each stream said why in its error line
@@ -404,37 +338,22 @@ def run_headless(args: argparse.Namespace) -> int:
     empty = PipelineStats().snapshot(0)
     unjoined_any = False
     for spec in specs:
-        common = dict(source=spec.spec, backend=backend.name, precision=backend.precision,
-                      flow=streamset.flow_spec.method, hop=args.hop)
-        if spec.name in failed:
-            status = failed[spec.name]
-            record = _summary(status, empty, common, "failed", [])
+        stream = None if spec.name in failed else streamset.stream(spec.name)
+        status = failed[spec.name] if stream is None else stream.status()
+        unjoined = [] if stream is None else list(stream.stop(timeout=0))  # stopped: what is still alive
+        unjoined_any = unjoined_any or bool(unjoined)
+        if status.state is StreamState.FAILED:
+            stopped_by = "failed"
+        elif interrupted:
+            stopped_by = "interrupt"
         else:
-            stream = streamset.stream(spec.name)
-            status = stream.status()
-            unjoined = list(stream.stop(timeout=0))  # stopped already: what is still alive
-            unjoined_any = unjoined_any or bool(unjoined)
-            if interrupted:
-                stopped_by = "interrupt"
-            elif status.state is StreamState.FAILED:
-                stopped_by = "failed"
-            elif stream.frames_captured == args.max_frames:
-                stopped_by = "--max-frames"
-            else:
-                stopped_by = "end of source"
-            common["source"] = stream.source.description
-            record = _summary(status, stream.stats(), common, stopped_by, unjoined)
+            stopped_by = "--max-frames" if stream.frames_captured == args.max_frames else "end of source"
+        record = summary_record(status, empty if stream is None else stream.stats(),
+                                source=spec.spec if stream is None else stream.source.description,
+                                backend=backend.name, precision=backend.precision, flow=streamset.flow_spec.method,
+                                hop=args.hop, stopped_by=stopped_by, threads_not_joined=unjoined)
         print("summary: " + json.dumps(record), file=sys.stderr)
     return EXIT_ERROR if unjoined_any else 0
-
-
-def _summary(status, stats, common: dict, stopped_by: str, unjoined: list[str]) -> dict:
-    """One stream's summary line: who it is and how it ended, then its statistics."""
-    record = {"stream": status.name, "state": status.state.value, "error": status.error,
-              "reconnects": status.reconnects}
-    record.update(stats.to_record())
-    record.update(common, stopped_by=stopped_by, threads_not_joined=unjoined)
-    return record
 
 
 def run_ui(args: argparse.Namespace) -> int:

@@ -7,9 +7,12 @@ is decided here, by the command that runs, never by a library module.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import logging
 import sys
+import threading
 
 # Every package of this project and the commands' own loggers: these log at the level the
 # command asks for. Third-party loggers keep Python's default (WARNING): ONNX Runtime's
@@ -65,3 +68,57 @@ def default_of(settings_class: type, name: str):
                 return item.default_factory()
             raise TypeError(f"{settings_class.__name__}.{name} has no default")
     raise TypeError(f"{settings_class.__name__} has no field {name!r}")
+
+
+class JsonLines:
+    """One JSON object per line on stdout, written whole from any thread, flushed as it
+    happens; ``error`` writes a line on stderr under the same lock. A reader that went away
+    (stdout piped into `head`) sets ``broken``, and later lines are dropped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.broken = threading.Event()
+
+    def write(self, record: dict) -> None:
+        line = json.dumps(record) + "\n"
+        with self._lock:
+            if self.broken.is_set():
+                return
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.broken.set()
+
+    def error(self, line: str) -> None:
+        with self._lock:
+            print(line, file=sys.stderr, flush=True)
+
+
+# Argument types for numeric options: argparse reports their messages as 'argument --X: ...'.
+def at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
