@@ -191,6 +191,10 @@ class Stream:
             self._set(StreamState.FAILED, one_line(exc))
             return
         while True:
+            if self._stop.is_set():  # asked to stop while it was opening
+                self.source.close()
+                self._set(StreamState.ENDED, None)
+                return
             error = self._run_connection()
             if self.unjoined_threads:
                 # A stage thread is stuck (in a driver read?): the source cannot be reopened safely.
