@@ -17,8 +17,10 @@ stderr at the end:
 
 Each line has: frame (capture index of the window's newest frame), window_start (its oldest
 frame), t_capture and t_scored (time.monotonic() seconds), label, score, topk ([label, p] best
-first), latency_ms (per-stage ms of the newest frame, and total = capture to scored), dropped
-(frames dropped so far) and active (the label of the gesture event going on after this
+first), latency_ms (per-stage ms of the newest frame, and total = glass to label, from when the
+frame was due), lag_ms (how late the capture read it: a --realtime file read slower than its
+fps; 0 for a camera or URL), dropped (frames dropped so far, and skipped to catch up) and active
+(the label of the gesture event going on after this
 window, null: no gesture). The window where an event starts or ends also has event: {type:
 "start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
 event policy (train.py tune-events) says when windows become events. A source that knows the
@@ -109,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hop", type=_positive, default=scorer.hop,
                         help="score every HOP-th frame (default %(default)s)")
     parser.add_argument("--realtime", action="store_true",
-                        help="pace files and folders at their own frame rate, as if live (drops when behind)")
+                        help="pace files and folders at their own frame rate, as if live (drops when behind, "
+                             "and skips frames to keep up with the file's clock)")
     parser.add_argument("--flow", choices=FLOW_METHODS, default=FlowSettings().method,
                         help="optical flow method (default: the one the model was trained with)")
     parser.add_argument("--input-size", type=_positive, default=None, metavar="N",  # None: FlowSettings' (the model's)
@@ -177,7 +180,8 @@ def prediction_record(prediction, judged: list[int]) -> dict:
         "label": prediction.label,
         "score": round(prediction.score, 5),
         "topk": [[label, round(p, 5)] for label, p in prediction.topk],
-        "latency_ms": {name: round(value, 3) for name, value in zip(times.NAMES, times.as_tuple())},
+        "latency_ms": {name: round(getattr(times, name), 3) for name in times.LATENCY},
+        "lag_ms": round(times.lag, 3),
         "dropped": prediction.dropped,
         "active": prediction.active,
     }
