@@ -9,6 +9,7 @@ folder played as live (--realtime) and for a generator the capture stage paces (
 ``t_due`` is ``t0 + k / fps``, frame k's place on the clock started at frame 0. Measuring from
 ``t_due`` keeps a capture that falls behind its source from hiding the delay: the old
 measurement from ``t_capture`` read 25 ms while scoring drifted seconds behind the clock.
+
 Pixel data never rides on these records past the flow stage: it lives in the preallocated rings,
 addressed by ``seq`` (the position of a frame in the processed stream, gapless even when a
 live source drops frames; ``index`` is the capture index and has gaps when frames are dropped).
