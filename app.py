@@ -30,8 +30,9 @@ the gap. Files and folders end at their end; --max-frames counts per stream.
 Each line has: stream (its name, or its index as a string when unnamed), frame (capture index
 of the window's newest frame), window_start (its oldest frame), t_capture and t_scored
 (time.monotonic() seconds), label, score, topk ([label, p] best first), latency_ms (per-stage
-ms of the newest frame, and total = capture to scored), dropped (frames the stream dropped so
-far) and active (the label of the gesture event going on after this window, null: none). The window where an event starts or ends also has event: {type:
+ms of the newest frame, and total = glass to label, from when the frame was due), lag_ms (how
+late the capture read it: a --realtime file read slower than its fps; 0 for a camera or URL),
+dropped (frames the stream dropped so far, and skipped to catch up) and active (the label of the gesture event going on after this window, null: none). The window where an event starts or ends also has event: {type:
 "start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
 event policy (train.py tune-events) says when windows become events. A source that knows the
 truth (demo) adds true_label, window_pure (all frames of the window in one gesture) and the
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hop", type=_positive, default=scorer.hop,
                         help="score every HOP-th frame (default %(default)s)")
     parser.add_argument("--realtime", action="store_true",
-                        help="pace files and folders at their own frame rate, as if live (drops when behind)")
+                        help="pace files and folders at their own frame rate, as if live (drops when behind, "
+                             "and skips frames to keep up with the file's clock)")
     parser.add_argument("--flow", choices=FLOW_METHODS, default=FlowSettings().method,
                         help="optical flow method (default: the one the model was trained with)")
     parser.add_argument("--input-size", type=_positive, default=None, metavar="N",  # None: FlowSettings' (the model's)

@@ -40,8 +40,14 @@ class Channel(Generic[T]):
 
     @property
     def dropped(self) -> int:
-        """Items discarded by the newest-wins policy."""
+        """Items discarded by the newest-wins policy, and any counted with ``count_dropped``."""
         return self._dropped
+
+    def count_dropped(self, count: int) -> None:
+        """Add frames dropped before they reached this channel (the capture stage skipping to
+        catch up with its source's clock), so ``dropped`` is the stream's one drop figure."""
+        with self._cond:
+            self._dropped += count
 
     def __len__(self) -> int:
         return len(self._items)

@@ -65,4 +65,4 @@ class FlowStage(ProcessingStage[Frame, FlowField]):
         self.fields.write(seq, field)
         self._seq += 1
         flow_ms = (time.perf_counter() - started) * 1000.0
-        return FlowField(seq, frame.index, frame.t_capture, frame.decode_ms, flow_ms, frame.truth)
+        return FlowField(seq, frame.index, frame.t_capture, frame.t_due, frame.decode_ms, flow_ms, frame.truth)

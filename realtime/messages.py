@@ -1,7 +1,15 @@
 """The small immutable records stages hand each other.
 
 Timestamps are ``time.monotonic()`` seconds (one clock for the whole process), so the
-glass-to-label latency ``t_scored - t_capture`` is measured, not guessed. Durations are in ms.
+glass-to-label latency ``t_scored - t_due`` is measured, not guessed. Durations are in ms.
+
+``t_due`` is when a frame SHOULD have arrived, ``t_capture`` when the capture stage got it:
+for a live source (camera, URL) they are the same instant (the read returned); for a file or
+folder played as live (--realtime) and for a generator the capture stage paces (the demo),
+``t_due`` is ``t0 + k / fps``, frame k's place on the clock started at frame 0. Measuring from
+``t_due`` keeps a capture that falls behind its source from hiding the delay: the old
+measurement from ``t_capture`` read 25 ms while scoring drifted seconds behind the clock.
+
 Pixel data never rides on these records past the flow stage: it lives in the preallocated rings,
 addressed by ``seq`` (the position of a frame in the processed stream, gapless even when a
 live source drops frames; ``index`` is the capture index and has gaps when frames are dropped).
@@ -27,10 +35,12 @@ class Truth:
 
 @dataclass(frozen=True)
 class Frame:
-    """One captured frame. ``bgr`` (h, w, 3) uint8 in the source's own size."""
+    """One captured frame. ``bgr`` (h, w, 3) uint8 in the source's own size. ``index`` is the
+    source's frame number (gaps where the capture skipped frames to catch up)."""
 
     index: int
     t_capture: float
+    t_due: float
     bgr: np.ndarray
     decode_ms: float
     truth: Truth | None = None
@@ -44,6 +54,7 @@ class FlowField:
     seq: int
     index: int
     t_capture: float
+    t_due: float
     decode_ms: float
     flow_ms: float
     truth: Truth | None = None
@@ -62,8 +73,9 @@ class TowerFeatures:
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Milliseconds the newest frame of a window spent in each stage, and its glass-to-label
-    latency ``total`` (capture to scored, queueing included)."""
+    """Milliseconds the newest frame of a window spent in each stage, its glass-to-label
+    latency ``total`` (from when it was due to scored, queueing included) and its capture
+    ``lag`` (how late the capture stage read it: t_capture - t_due; part of ``total``)."""
 
     decode: float
     flow: float
@@ -71,11 +83,14 @@ class StageTimes:
     temporal: float
     head: float
     total: float
+    lag: float
 
-    NAMES = ("decode", "flow", "spatial", "temporal", "head", "total")
+    LATENCY = ("decode", "flow", "spatial", "temporal", "head", "total")  # the JSON's latency_ms
+    NAMES = LATENCY + ("lag",)
 
     def as_tuple(self) -> tuple[float, ...]:
-        return (self.decode, self.flow, self.spatial, self.temporal, self.head, self.total)
+        """The values in the order of NAMES."""
+        return (self.decode, self.flow, self.spatial, self.temporal, self.head, self.total, self.lag)
 
 
 @dataclass(frozen=True)
@@ -118,3 +133,7 @@ class Prediction:
     @property
     def latency_ms(self) -> float:
         return self.times.total
+
+    @property
+    def lag_ms(self) -> float:
+        return self.times.lag

@@ -22,7 +22,8 @@ def prediction_record(prediction: Prediction, judged: list[int], stream: str = "
         "label": prediction.label,
         "score": round(prediction.score, 5),
         "topk": [[label, round(p, 5)] for label, p in prediction.topk],
-        "latency_ms": {name: round(value, 3) for name, value in zip(times.NAMES, times.as_tuple())},
+        "latency_ms": {name: round(getattr(times, name), 3) for name in times.LATENCY},
+        "lag_ms": round(times.lag, 3),
         "dropped": prediction.dropped,
         "active": prediction.active,
     }

@@ -93,8 +93,10 @@ class HeadStage(ProcessingStage[TowerFeatures, None]):
         probs = softmax(logits)
         order = np.argsort(-probs)[: self.settings.topk]
         event = self._events.push(field.index, probs)
+        # Glass to label from when the frame was due, so a capture that fell behind its source
+        # shows in the latency rather than vanishing into a late t_capture.
         times = StageTimes(field.decode_ms, field.flow_ms, item.spatial_ms, item.temporal_ms, head_ms,
-                           (t_scored - field.t_capture) * 1000.0)
+                           (t_scored - field.t_due) * 1000.0, (field.t_capture - field.t_due) * 1000.0)
         self._publish(Prediction(
             index=field.index, seq=seq, window_start=self._truth.window_start(seq),
             t_capture=field.t_capture, t_scored=t_scored, classes=self._classes, logits=logits,

@@ -50,6 +50,9 @@ class Source(ABC):
     live = False
     paced = False  # True: reads return at once, so the capture stage must pace them at ``fps``
     fps: float | None = None
+    # True: ``skip`` costs clearly less than ``read``, so a paced source that fell behind its
+    # schedule can catch up by skipping (realtime.capture). False: skipping costs a read.
+    skips_cheaply = False
 
     @property
     @abstractmethod
@@ -72,6 +75,11 @@ class Source(ABC):
         """Next frame as (bgr (h, w, 3) uint8, truth or None); None at the end of a finite
         source. A live source that stops delivering raises SourceDisconnected."""
 
+    def skip(self) -> bool:
+        """Pass over the next frame without handing it out; False at the end of a finite
+        source. This default reads and discards; sources that can do it cheaper override it."""
+        return self.read() is not None
+
     def close(self) -> None:
         """Release the device or file. Idempotent."""
         self.is_open = False
@@ -90,6 +98,8 @@ def _redact(url: str) -> str:
 class _CaptureSource(Source):
     """Common part of the cv2.VideoCapture sources. The first frame is read inside ``open``:
     a file that FFmpeg opens but cannot decode must fail there, not after threads start."""
+
+    skips_cheaply = True
 
     def __init__(self) -> None:
         self._cap: cv2.VideoCapture | None = None
@@ -117,6 +127,19 @@ class _CaptureSource(Source):
         if ok and frame is not None:
             return frame, None
         return self._ended()
+
+    def skip(self) -> bool:
+        """``grab``: FFmpeg still decodes (later frames depend on this one) but the frame is not
+        converted to BGR nor copied out, about half the cost of a read (640x480 MPEG-4)."""
+        if self._first is not None:
+            self._first = None
+            return True
+        if self._cap is None:
+            raise SourceError(f"{self.description} is not open")
+        if self._cap.grab():
+            return True
+        self._ended()
+        return False
 
     def _ended(self) -> None:
         return None
@@ -214,6 +237,8 @@ def _natural_key(path: Path) -> list:
 class ImageFolderSource(Source):
     """Every image in a folder, in natural name order. Not live; ``fps`` is a setting."""
 
+    skips_cheaply = True  # a skipped image is never decoded
+
     def __init__(self, path: str | Path, fps: float = 25.0):
         self.path = Path(path)
         self.fps = fps
@@ -240,11 +265,20 @@ class ImageFolderSource(Source):
             raise SourceError(f"cannot read image '{path}' (corrupt or not an image?)")
         return frame, None
 
+    def skip(self) -> bool:
+        return next(self._files, None) is not None
+
 
 class DemoSource(Source):
     """The endless gesture generator as a live camera, each frame carrying its true label and
-    segment. The capture stage paces it at ``fps`` in real time (``paced``); if rendering falls
-    behind, frames come late, as from an overloaded camera, rather than faster to catch up."""
+    segment. The capture stage paces it at ``fps`` in real time (``paced``).
+
+    It does not skip to catch up (``skips_cheaply`` False): rendering is stateful (each frame
+    advances the scene's camera shake, its frame counter and its random draws), so a frame can
+    only be passed over by rendering it, which costs what a read costs and gains nothing. A
+    640x480 frame renders in about 7 ms of its 40 ms interval (2-core AMD EPYC), so the demo
+    falls behind only on a starved machine; then its frames come late, as from an overloaded
+    camera, and ``lag_ms`` shows by how much."""
 
     live = True
     paced = True
@@ -270,6 +304,8 @@ class DemoSource(Source):
 class ArraySource(Source):
     """Frames already in memory (tests, benchmarks): BGR uint8 (h, w, 3) each, optionally
     with truths. Not live unless ``live``; a live one is paced at ``fps``, like the demo."""
+
+    skips_cheaply = True  # skipping takes the next item of the iterable and drops it
 
     def __init__(self, frames: Iterable[np.ndarray], truths: Iterable[Truth] | None = None, *,
                  fps: float | None = None, live: bool = False, name: str = "frames in memory"):

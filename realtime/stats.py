@@ -1,5 +1,5 @@
-"""Running statistics over a sliding window: per-stage latency percentiles, input and scored
-frame rates, drops, and live accuracy when the source knows the truth.
+"""Running statistics over a sliding window: per-stage latency and capture lag percentiles,
+input and scored frame rates, drops, and live accuracy when the source knows the truth.
 
 Fed from several stage threads and read from another (the app, the UI), so every update and
 snapshot takes a lock. Storage is preallocated; nothing grows with the length of a run.
@@ -47,9 +47,9 @@ class StageSummary:
 
 @dataclass(frozen=True)
 class StatsSnapshot:
-    """``stages`` pairs a stage name (StageTimes.NAMES, 'total' = glass to label) with its
-    summary. ``accuracy`` is over every window wholly inside one gesture so far (None when
-    the source knows no truth)."""
+    """``stages`` pairs a stage name (StageTimes.NAMES: 'total' = glass to label, 'lag' = how
+    late the capture read the frame) with its summary. ``accuracy`` is over every window wholly
+    inside one gesture so far (None when the source knows no truth)."""
 
     stages: tuple[tuple[str, StageSummary], ...]
     input_fps: float

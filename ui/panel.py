@@ -1,5 +1,5 @@
-"""The stats panel (per-stage latency percentiles, rates, drops, backend) and the model card's
-summary, as HTML for the page."""
+"""The stats panel (per-stage latency and capture lag percentiles, rates, drops, backend) and
+the model card's summary, as HTML for the page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from realtime.messages import StageTimes
 from realtime.stats import StatsSnapshot
 
 STAGE_LABELS = {"decode": "decode", "flow": "flow", "spatial": "spatial tower", "temporal": "temporal tower",
-                "head": "fusion head", "total": "end to end (glass to label)"}
+                "head": "fusion head", "total": "end to end (glass to label)",
+                "lag": "capture lag (behind the source's clock)"}
 CARD_KEYS = ("# Model card", "- backbone", "- flow", "Held-out set", "| fused", "- file size")
 
 

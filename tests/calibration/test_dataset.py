@@ -47,7 +47,7 @@ def _through_the_flow_stage(frames: list[np.ndarray]) -> tuple[FrameRing, FlowRi
     size = CONTRACT.input_size
     inbox, outbox = Channel(len(frames)), Channel(len(frames))
     for i, bgr in enumerate(frames):
-        inbox.put(Frame(i, float(i), bgr, 0.0), 0.1)
+        inbox.put(Frame(i, float(i), float(i), bgr, 0.0), 0.1)
     inbox.close()
     frame_ring, flow_ring = FrameRing(len(frames), size), FlowRing(len(frames), size)
     FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, FlowSpec.of(CONTRACT)).loop()

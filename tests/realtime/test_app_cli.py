@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {"frame", "t_capture", "label", "score", "topk", "latency_ms", "dropped"}
+KEYS = {"frame", "t_capture", "label", "score", "topk", "latency_ms", "lag_ms", "dropped"}
 STAGES = {"decode", "flow", "spatial", "temporal", "head", "total"}
 
 
@@ -68,9 +68,10 @@ def test_file_run_prints_one_json_line_per_prediction(model_path, clip_file):
         assert KEYS <= set(record) and set(record["latency_ms"]) == STAGES and record["stream"] == "0"
         assert record["label"] == record["topk"][0][0] and record["score"] == record["topk"][0][1]
         assert len(record["topk"]) == 3 and record["dropped"] == 0 and "true_label" not in record
+        assert record["lag_ms"] == 0.0  # read with back-pressure: a file has no clock to fall behind
     summary = summary_of(done.stderr)
     assert summary["frames"] == 48 and summary["predictions"] == len(lines) and summary["dropped"] == 0
-    assert summary["threads_not_joined"] == [] and set(summary["stages"]) == STAGES
+    assert summary["threads_not_joined"] == [] and set(summary["stages"]) == STAGES | {"lag"}
     assert (summary["stream"], summary["state"], summary["error"], summary["reconnects"]) == ("0", "ended", None, 0)
     engine, _ = done.stderr.strip().splitlines()  # nothing but the engine line and the summary
     assert engine.startswith("engine: ") and json.loads(engine.removeprefix("engine: "))["backend"] == "torch"

@@ -49,7 +49,7 @@ def test_fields_in_the_ring_are_bit_equal_to_training_flow(contract, short_clip)
     size = contract.input_size
     inbox, outbox = Channel(len(frames)), Channel(len(frames))
     for i, bgr in enumerate(frames):
-        inbox.put(Frame(i, float(i), bgr, 0.0), 0.1)
+        inbox.put(Frame(i, float(i), float(i), bgr, 0.0), 0.1)
     inbox.close()
     frame_ring, flow_ring = FrameRing(len(frames), size), FlowRing(len(frames), size)
     stage = FlowStage(Control(), inbox, outbox, frame_ring, flow_ring, FlowSpec.of(contract))

@@ -128,3 +128,40 @@ def test_array_source_pairs_frames_with_truths():
     assert [t for _, t in got] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="fps"):
         ArraySource(frames, live=True)
+
+
+def _read_skipping(source, skip: set[int]) -> list:
+    """Read every frame but those at the positions in ``skip``, passed over with ``skip()``."""
+    source.open()
+    frames, position = [], 0
+    while True:
+        if position in skip:
+            if not source.skip():
+                break
+        elif (got := source.read()) is not None:
+            frames.append(got[0])
+        else:
+            break
+        position += 1
+    source.close()
+    return frames
+
+
+def test_skip_passes_over_frames_of_a_video_file(video_file):
+    every = [bgr for bgr, _ in _read_all(VideoFileSource(video_file))]
+    kept = _read_skipping(VideoFileSource(video_file), {0, 3, 4, 11})  # 0: the frame open() read
+    assert len(kept) == 8
+    for got, want in zip(kept, [every[i] for i in (1, 2, 5, 6, 7, 8, 9, 10)]):
+        np.testing.assert_array_equal(got, want)
+    source = VideoFileSource(video_file)
+    source.open()
+    assert all(source.skip() for _ in range(12)) and not source.skip()  # False at the end
+    assert VideoFileSource.skips_cheaply and not DemoSource.skips_cheaply
+
+
+def test_skip_passes_over_images_of_a_folder_without_reading_them(tmp_path):
+    for i in range(1, 5):
+        cv2.imwrite(str(tmp_path / f"frame{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "frame2.png").write_bytes(b"not a png")  # never decoded: skipped
+    kept = _read_skipping(ImageFolderSource(tmp_path), {1})
+    assert [int(f[0, 0, 0]) for f in kept] == [1, 3, 4]

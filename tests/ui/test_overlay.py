@@ -18,7 +18,7 @@ def _prediction(probs, true_label=None, active=None) -> Prediction:
     return Prediction(index=40, seq=40, window_start=10, t_capture=1.0, t_scored=1.05, classes=CLASSES,
                       logits=np.log(probs), probs=probs,
                       topk=tuple((CLASSES[i], float(probs[i])) for i in order),
-                      times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 50.0), dropped=0,
+                      times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 50.0, 0.5), dropped=0,
                       true_label=true_label, window_pure=None if true_label is None else True, active=active)
 
 

@@ -17,7 +17,7 @@ def _prediction(t_scored: float) -> Prediction:
     probs = np.array([0.25, 0.75], np.float32)
     return Prediction(index=40, seq=40, window_start=10, t_capture=t_scored - 0.05, t_scored=t_scored,
                       classes=CLASSES, logits=np.log(probs), probs=probs,
-                      topk=((HOSTILE, 0.75), ("wave", 0.25)), times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 50.0),
+                      topk=((HOSTILE, 0.75), ("wave", 0.25)), times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 50.0, 0.5),
                       dropped=0)
 
 
