@@ -43,7 +43,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import configure_logging, default_of, verbosity  # noqa: E402
+from cli import CommandParser, check_port_free, configure_logging, default_of, verbosity  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
@@ -64,9 +64,19 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"ports go up to 65535, got {value}")
     return value
 
 
@@ -87,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ui.settings import PageSettings
 
     source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="app.py", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=default_of(PageSettings, "default_source"),
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, "
                              "or 'demo' (default: %(default)s)")
@@ -135,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = parser.add_argument_group("page (without --no-ui)")
     ui.add_argument("--host", default=default_of(PageSettings, "host"),
                     help="address to serve the page on (default %(default)s: this machine only)")
-    ui.add_argument("--port", type=_positive, default=default_of(PageSettings, "port"),
+    ui.add_argument("--port", type=_port, default=default_of(PageSettings, "port"),
                     help="port of the page (default %(default)s)")
     ui.add_argument("--share", action="store_true", default=default_of(PageSettings, "share"),
                     help="also make a public Gradio share link (off by default)")
@@ -209,6 +219,9 @@ def _configure(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.no_ui:
+        # First of all: a port that is taken must not cost the wait for the model to load.
+        check_port_free(args.host, args.port)
     # Imported here so --help is instant and import errors still become one line.
     from building.load import prepare_model
     from realtime.pipeline import Pipeline

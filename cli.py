@@ -1,5 +1,6 @@
 """What the commands (app.py, bench.py, build_engine.py, train.py) share: logging set up once
-per process, and the defaults of the settings dataclasses their options read.
+per process, the defaults of the settings dataclasses their options read, the argument parser
+whose errors are one line, and the check that a server address is free.
 
 Library code only logs (``logging.getLogger(__name__)``); which of it reaches stderr, and how,
 is decided here, by the command that runs, never by a library module.
@@ -7,9 +8,17 @@ is decided here, by the command that runs, never by a library module.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import errno
 import logging
+import socket
 import sys
+from typing import NoReturn
+
+from twostream.errors import ServeError
+
+EXIT_USAGE = 2  # argparse's own status for a bad command line, kept
 
 # Every package of this project and the commands' own loggers: these log at the level the
 # command asks for. Third-party loggers keep Python's default (WARNING): ONNX Runtime's
@@ -65,3 +74,42 @@ def default_of(settings_class: type, name: str):
                 return item.default_factory()
             raise TypeError(f"{settings_class.__name__}.{name} has no default")
     raise TypeError(f"{settings_class.__name__} has no field {name!r}")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose errors follow the commands' rule: one ``error: ...`` line and where help
+    is, exit status 2, instead of the usage block (a dozen lines for app.py) above the error.
+    Subcommands' parsers (``add_subparsers``) are of this class too: argparse makes them with
+    the parent's class, so ``train.py fit --bad`` points at ``python train.py fit --help``."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # argparse wraps long choice lists over lines
+        self.exit(EXIT_USAGE, f"error: {message}\n(see: python {self.prog} --help)\n")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host``:``port`` once and let it go, so a port that is taken (or a host that is not
+    this machine's) is one ServeError line before any slow setup, not a traceback after the
+    model has loaded. SO_REUSEADDR as the web server (uvicorn) sets it: a port a stopped server
+    left in TIME_WAIT counts as free, as it is for the server."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"--host {host}: unknown host ({exc.strerror})") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServeError(f"cannot serve on {host}:{port}: {_bind_reason(exc, host)}") from exc
+
+
+def _bind_reason(exc: OSError, host: str) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use (another server running? pick another --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine (--host)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; pick another --port)"
+    return exc.strerror or str(exc)
