@@ -235,8 +235,11 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source, source_settings)
     if not source.live:
         # Fail fast on a bad file before the model loads. A live source opens only when the
-        # pipeline starts: whatever it buffered while the model loaded would be stale frames.
+        # pipeline starts: whatever it buffered while the model loaded would be stale frames;
+        # it is only probed now (a stream URL: is its server there at all?).
         source.open()
+    else:
+        source.probe()
     try:
         prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
                                  threads=args.threads, input_size=input_size)
