@@ -90,12 +90,18 @@ def unreadable_onnx(path: Path) -> EngineError:
                        "rebuild with build_engine.py")
 
 
-def read_info(path: Path) -> OnnxInfo:
-    """The contract, part and precision an exported file carries; ContractMismatch if absent."""
+def load_part(path: Path) -> onnx.ModelProto:
+    """The parsed file (weights included: parts keep no external data); EngineError if it
+    does not parse."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise unreadable_onnx(path) from exc
+
+
+def read_info(path: Path) -> OnnxInfo:
+    """The contract, part and precision an exported file carries; ContractMismatch if absent."""
+    proto = load_part(path)
     props = {p.key: p.value for p in proto.metadata_props}
     if META_CONTRACT not in props:
         raise ContractMismatch(f"{path}: no model contract in its ONNX metadata (not exported by this code?)")
@@ -134,7 +140,7 @@ def check_part_shapes(contract: ModelContract, input_size: tuple[int, int],
                 or _contradicts((None, channels), shape.inputs[0][:2])):
             raise EngineError(f"{shape.path}: not a {part.name} part (inputs {list(shape.inputs)}, output "
                               f"{list(shape.output)}); rebuild with build_engine.py")
-    found = {}  # field -> "the contract's value, file has its value", the first file per field
+    found = {}  # field -> (the contract's value, the first file that differs, its value)
     for shape in (spatial, temporal):
         if _contradicts(contract.input_size, shape.inputs[0][2:]):
             found.setdefault("input_size", (list(contract.input_size), shape.path.name, list(shape.inputs[0][2:])))

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from engines.base import Backend
-from engines.onnx_parts import PartFiles, PartShape, check_part_shapes, read_info
+from engines.onnx_parts import PartFiles, PartShape, check_part_shapes, load_part
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 
@@ -72,7 +72,8 @@ class OpenVinoBackend(Backend):
         # Read all three, check their shapes, then compile (the slow step): a broken or edited
         # engine fails before any compile.
         models = tuple(_read(core, path) for path in files.as_tuple())
-        check_part_shapes(contract, self.input_size, *(_declared(m, path) for m, path in zip(models, files.as_tuple())))
+        check_part_shapes(contract, self.input_size,
+                          *(_declared(model, path) for model, path in zip(models, files.as_tuple())))
         self._requests = tuple(self._compile(core, model, path, options).create_infer_request()
                                for model, path in zip(models, files.as_tuple()))
 
@@ -118,7 +119,7 @@ def _read(core, path: Path):
     if path.suffix == ".xml":
         _check_weights(path)
     elif path.suffix == ".onnx":
-        read_info(path)  # a truncated file is one clear line, as with ONNX Runtime
+        load_part(path)  # a truncated file is one clear line, as with ONNX Runtime
     try:
         return core.read_model(str(path))
     except Exception as exc:  # noqa: BLE001
