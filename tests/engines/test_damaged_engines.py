@@ -131,7 +131,7 @@ def test_a_truncated_openvino_bin_names_both_sizes(engines, tmp_path):
 
 @pytest.mark.parametrize("damage, words", [
     ("missing bin", "head.bin is missing (head.xml needs"),
-    ("truncated xml", "head.xml is not readable OpenVINO IR (no element found"),
+    ("truncated xml", "head.xml is not readable OpenVINO IR ("),  # expat says where it stopped
     ("empty xml", "head.xml is not readable OpenVINO IR"),
 ])
 def test_other_damaged_ir_files_are_one_line(engines, tmp_path, damage, words):
