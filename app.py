@@ -63,8 +63,8 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import JsonLines, configure_logging, default_of, verbosity  # noqa: E402
-from cli import non_negative, non_negative_float, positive_seconds  # noqa: E402
+from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, verbosity  # noqa: E402
+from cli import at_least_one, non_negative, non_negative_float, positive_seconds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
@@ -84,10 +84,10 @@ def _size(text: str) -> tuple[int, int]:
     return first, second
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+def _port(text: str) -> int:
+    value = at_least_one(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"ports go up to 65535, got {value}")
     return value
 
 
@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
     batch, retry = BatchSettings(), RetryPolicy()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.strip().split("\n\n")[-1],  # the exit statuses
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="app.py", description=__doc__.split("\n\n")[0],
+                           epilog=__doc__.strip().split("\n\n")[-1],  # the exit statuses
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", action="append", default=[], metavar="[NAME=]SOURCE",
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, or 'demo'; "
                              "repeat for several streams (headless; the page uses the first), NAME= names one "
@@ -134,22 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "$XDG_CACHE_HOME/twostream-recognizer/engines, else ~/.cache/...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="more progress lines on stderr")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
-    parser.add_argument("--hop", type=_positive, default=scorer.hop,
+    parser.add_argument("--hop", type=at_least_one, default=scorer.hop,
                         help="score every HOP-th frame (default %(default)s)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace files and folders at their own frame rate, as if live (drops when behind, "
                              "and skips frames to keep up with the file's clock)")
     parser.add_argument("--flow", choices=FLOW_METHODS, default=FlowSettings().method,
                         help="optical flow method (default: the one the model was trained with)")
-    parser.add_argument("--input-size", type=_positive, default=None, metavar="N",  # None: FlowSettings' (the model's)
+    parser.add_argument("--input-size", type=at_least_one, default=None, metavar="N",  # None: FlowSettings' (the model's)
                         help="resize frames to N x N, as train.py's --input-size (default: the model's)")
     parser.add_argument("--allow-contract-mismatch", action="store_true",
                         help="run even if --flow/--input-size differ from the model's training (warns)")
-    parser.add_argument("--max-frames", type=_positive, default=CaptureSettings().max_frames,
+    parser.add_argument("--max-frames", type=at_least_one, default=CaptureSettings().max_frames,
                         help="stop after N frames")
-    parser.add_argument("--topk", type=_positive, default=scorer.topk,
+    parser.add_argument("--topk", type=at_least_one, default=scorer.topk,
                         help="labels per prediction (default %(default)s)")
-    parser.add_argument("--threads", type=_positive, default=1,
+    parser.add_argument("--threads", type=at_least_one, default=1,
                         help="torch threads per inference call (default 1: the stages run in parallel)")
     parser.add_argument("--open-timeout", type=float, default=source.open_timeout_s,
                         help="seconds to wait for a URL to open (default %(default)s)")
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo-size", type=_size, default=source.demo_size, metavar="WxH",
                         help="demo frame size (default %s)" % "x".join(map(str, source.demo_size)))
     streams = parser.add_argument_group("several streams (headless)")
-    streams.add_argument("--max-batch", type=_positive, default=batch.max_batch,
+    streams.add_argument("--max-batch", type=at_least_one, default=batch.max_batch,
                          help="most frames of all streams in one engine call (default %(default)s; 1: no batching)")
     streams.add_argument("--batch-wait-ms", type=non_negative_float, default=batch.max_wait_ms,
                          help="longest a call waits for other streams' calls to join it (default %(default)s ms)")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = parser.add_argument_group("page (without --no-ui)")
     ui.add_argument("--host", default=default_of(PageSettings, "host"),
                     help="address to serve the page on (default %(default)s: this machine only)")
-    ui.add_argument("--port", type=_positive, default=default_of(PageSettings, "port"),
+    ui.add_argument("--port", type=_port, default=default_of(PageSettings, "port"),
                     help="port of the page (default %(default)s)")
     ui.add_argument("--share", action="store_true", default=default_of(PageSettings, "share"),
                     help="also make a public Gradio share link (off by default)")
@@ -258,6 +258,9 @@ def _reporters(specs, lines: JsonLines):
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.no_ui:
+        # First of all: a port that is taken must not cost the wait for the model to load.
+        check_port_free(args.host, args.port)
     _configure(args)
     if not args.no_ui:
         return run_ui(args)
@@ -292,6 +295,8 @@ def run_headless(args: argparse.Namespace) -> int:
                 # Fail fast on a bad file before the model loads. A live source opens only when
                 # its stream starts: what it buffered while the model loaded would be stale.
                 source.open()
+            else:
+                source.probe()  # a stream URL: is its server there at all? (cheap, before the model)
         except SourceError as exc:
             sources.pop(spec.name, None)
             failed[spec.name] = StreamStatus(spec.name, StreamState.FAILED, one_line(exc), 0, time.monotonic())

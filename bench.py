@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cli import configure_logging  # noqa: E402
+from cli import CommandParser, configure_logging  # noqa: E402
 from twostream import seeds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
@@ -42,12 +42,18 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
 
 
 def _size(text: str) -> tuple[int, int]:
-    width, height = (int(v) for v in text.lower().split("x"))
+    """'320x240' -> (320, 240)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return width, height
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=200, help="clip length in frames (default 200)")
     parser.add_argument("--naive-frames", type=int, default=0,
                         help="frames of the same clip the slow baseline runs on (default 0: all of them, "

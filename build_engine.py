@@ -26,7 +26,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from cli import configure_logging, default_of, verbosity
+from cli import CommandParser, configure_logging, default_of, verbosity
 from twostream import seeds
 from engines.table import ENGINE_BACKENDS, ENGINE_PRECISIONS
 from twostream.errors import DataError, EngineError, RecognizerError
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration.dataset import CalibrationSettings
     from calibration.quantize import CALIBRATION_METHODS, QuantSettings
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="build_engine.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="checkpoint (.pt) written by train.py")
     parser.add_argument("--backend", required=True, choices=ENGINE_BACKENDS)
     parser.add_argument("--precision", required=True, choices=ENGINE_PRECISIONS)

@@ -1,5 +1,6 @@
 """What the commands (app.py, bench.py, build_engine.py, train.py) share: logging set up once
-per process, and the defaults of the settings dataclasses their options read.
+per process, the defaults of the settings dataclasses their options read, the argument parser
+whose errors are one line, and the check that a server address is free.
 
 Library code only logs (``logging.getLogger(__name__)``); which of it reaches stderr, and how,
 is decided here, by the command that runs, never by a library module.
@@ -9,10 +10,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
+import socket
 import sys
 import threading
+from typing import NoReturn
+
+from twostream.errors import ServeError
+
+EXIT_USAGE = 2  # argparse's own status for a bad command line, kept
 
 # Every package of this project and the commands' own loggers: these log at the level the
 # command asks for. Third-party loggers keep Python's default (WARNING): ONNX Runtime's
@@ -96,29 +104,75 @@ class JsonLines:
 
 
 # Argument types for numeric options: argparse reports their messages as 'argument --X: ...'.
+def _number(text: str, cast: type, what: str):
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
 def at_least_one(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a whole number >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def non_negative(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a whole number >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "a number >= 0")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def positive_seconds(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "seconds > 0")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose errors follow the commands' rule: one ``error: ...`` line and where help
+    is, exit status 2, instead of the usage block (a dozen lines for app.py) above the error.
+    Subcommands' parsers (``add_subparsers``) are of this class too: argparse makes them with
+    the parent's class, so ``train.py fit --bad`` points at ``python train.py fit --help``."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # argparse wraps long choice lists over lines
+        self.exit(EXIT_USAGE, f"error: {message}\n(see: python {self.prog} --help)\n")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host``:``port`` once and let it go, so a port that is taken (or a host that is not
+    this machine's) is one ServeError line before any slow setup, not a traceback after the
+    model has loaded. SO_REUSEADDR as the web server (uvicorn) sets it: a port a stopped server
+    left in TIME_WAIT counts as free, as it is for the server."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"--host {host}: unknown host ({exc.strerror})") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServeError(f"cannot serve on {host}:{port}: {_bind_reason(exc, host)}") from exc
+
+
+def _bind_reason(exc: OSError, host: str) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use (another server running? pick another --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine (--host)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; pick another --port)"
+    return exc.strerror or str(exc)

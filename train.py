@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from cli import configure_logging, default_of
+from cli import CommandParser, configure_logging, default_of
 from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
@@ -245,7 +245,7 @@ def write_card(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_args(p, clips_per_class: int, seed: int) -> None:

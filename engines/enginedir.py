@@ -15,6 +15,7 @@ ONNX parts also carry the contract in their own metadata; opening checks that bo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -189,8 +190,30 @@ def read_engine(directory: str | Path) -> EngineInfo:
         if path.suffix == ".onnx":
             carried = read_info(path).contract
             if carried != info.contract:
-                raise ContractMismatch(f"{path} carries a different model contract than {described}")
+                raise ContractMismatch(f"engine directory {directory}: {ENGINE_JSON} says "
+                                       f"{_differences(info.contract, carried, path.name)} ({ENGINE_JSON} edited, "
+                                       "or parts of another build?); rebuild with build_engine.py")
     return info
+
+
+def _differences(described: ModelContract, carried: ModelContract, part: str) -> str:
+    """'num_segments 3, head.onnx carries 5; ...' for each compared field that differs."""
+    said = []
+    for item in dataclasses.fields(ModelContract):
+        mine, theirs = getattr(described, item.name), getattr(carried, item.name)
+        if not item.compare or mine == theirs:
+            continue
+        name = item.name
+        if isinstance(mine, tuple) and isinstance(theirs, tuple) and max(len(mine), len(theirs)) > 4:
+            if len(mine) != len(theirs):  # the class list: its length says it
+                mine, theirs = f"[{len(mine)} names]", f"[{len(theirs)} names]"
+            else:
+                index = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+                name, mine, theirs = f"{name}[{index}]", repr(mine[index]), repr(theirs[index])
+        else:
+            mine, theirs = (list(v) if isinstance(v, tuple) else repr(v) for v in (mine, theirs))
+        said.append(f"{name} {mine}, {part} carries {theirs}")
+    return "; ".join(said)
 
 
 def check_expected_contract(contract: ModelContract, expected: ModelContract | None, where: Path) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import Backend
-from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
+from engines.onnx_parts import (HEAD, SPATIAL, TEMPORAL, PartFiles, PartShape, PartSpec, check_part_shapes,
+                                 unreadable_onnx)
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 
@@ -43,8 +44,17 @@ def _session(path, settings: OnnxRuntimeSettings):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped exceptions
+        if "INVALID_PROTOBUF" in str(exc):
+            raise unreadable_onnx(path) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot load {path}: {first}") from exc
+
+
+def _declared(session, path) -> PartShape:
+    """The shapes a session's graph declares (a named or absent axis is free: None)."""
+    def shape(arg) -> tuple[int | None, ...]:
+        return tuple(d if isinstance(d, int) else None for d in arg.shape)
+    return PartShape(path, tuple(shape(arg) for arg in session.get_inputs()), shape(session.get_outputs()[0]))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -59,6 +69,8 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(contract, input_size, precision=precision, device="cpu")  # the graphs' own precision
         self.files = files
         self._sessions = tuple(_session(files.of(part), settings) for part in (SPATIAL, TEMPORAL, HEAD))
+        check_part_shapes(contract, self.input_size,
+                          *(_declared(session, path) for session, path in zip(self._sessions, files.as_tuple())))
 
     def _run(self, index: int, part: PartSpec, *inputs: np.ndarray) -> np.ndarray:
         session = self._sessions[index]

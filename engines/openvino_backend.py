@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 
 from engines.base import Backend
-from engines.onnx_parts import PartFiles
+from engines.onnx_parts import PartFiles, PartShape, check_part_shapes, load_part
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 
@@ -68,16 +69,20 @@ class OpenVinoBackend(Backend):
         core = ov.Core()  # per backend: no process-wide state
         options = compile_options(core, precision, settings)
         self.inference_precision = options["INFERENCE_PRECISION_HINT"]
-        self._requests = tuple(self._compile(core, path, options).create_infer_request()
-                               for path in files.as_tuple())
+        # Read all three, check their shapes, then compile (the slow step): a broken or edited
+        # engine fails before any compile.
+        models = tuple(_read(core, path) for path in files.as_tuple())
+        check_part_shapes(contract, self.input_size,
+                          *(_declared(model, path) for model, path in zip(models, files.as_tuple())))
+        self._requests = tuple(self._compile(core, model, path, options).create_infer_request()
+                               for model, path in zip(models, files.as_tuple()))
 
     @staticmethod
-    def _compile(core, path: Path, options: dict):
+    def _compile(core, model, path: Path, options: dict):
         try:
-            return core.compile_model(str(path), "CPU", options)
+            return core.compile_model(model, "CPU", options)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with long traces
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(f"OpenVINO cannot compile {path}: {first}") from exc
+            raise EngineError(f"OpenVINO cannot compile {path}: {_reason(exc)}") from exc
 
     def _run(self, index: int, *inputs: np.ndarray) -> np.ndarray:
         request = self._requests[index]
@@ -101,6 +106,56 @@ class OpenVinoBackend(Backend):
         self._requests = (None, None, None)
 
 
+def _reason(exc: Exception) -> str:
+    """The line of an OpenVINO exception that says what is wrong: its messages start with the
+    C++ file and the failed check ('Exception from src/...', 'Check ... failed at ...')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return (said or lines or [type(exc).__name__])[-1]
+
+
+def _read(core, path: Path):
+    """The model of one part file (IR .xml + .bin, or ONNX), its weights checked first."""
+    if path.suffix == ".xml":
+        _check_weights(path)
+    elif path.suffix == ".onnx":
+        load_part(path)  # a truncated file is one clear line, as with ONNX Runtime
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(f"OpenVINO cannot read {path}: {_reason(exc)}; rebuild with build_engine.py") from exc
+
+
+def _check_weights(xml: Path) -> None:
+    """An IR's .bin must hold every constant its .xml points into (each Const layer's data
+    offset + size): a short or missing file is named with both sizes, before OpenVINO reads it
+    and says only 'Incorrect weights in bin file!'."""
+    weights = xml.with_suffix(".bin")
+    try:
+        spans = [(int(d.get("offset")), int(d.get("size"))) for d in ElementTree.parse(xml).iter("data")
+                 if d.get("offset") is not None and d.get("size") is not None]
+    except (ElementTree.ParseError, OSError, ValueError) as exc:
+        raise EngineError(f"{xml} is not readable OpenVINO IR ({exc}): truncated or corrupt; "
+                          "rebuild with build_engine.py") from exc
+    needed = max((offset + size for offset, size in spans), default=0)
+    if not needed:
+        return
+    if not weights.is_file():
+        raise EngineError(f"{weights} is missing ({xml.name} needs {needed} bytes of weights from it); "
+                          "rebuild with build_engine.py")
+    size = weights.stat().st_size
+    if size < needed:
+        raise EngineError(f"{weights} has {size} bytes, {xml.name} needs {needed}: truncated or corrupt; "
+                          "rebuild with build_engine.py")
+
+
+def _declared(model, path: Path) -> PartShape:
+    """The shapes an OpenVINO model declares (a dynamic axis is free: None)."""
+    def shape(port) -> tuple[int | None, ...]:
+        return tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return PartShape(path, tuple(shape(port) for port in model.inputs), shape(model.outputs[0]))
+
+
 def save_ir(onnx_path: Path, xml_path: Path, precision: str) -> Path:
     """Convert an ONNX part (fp32 or Q/DQ int8) to IR. fp16 stores fp16 weights (half the
     file); int8 keeps its Q/DQ pattern as FakeQuantize, which the CPU plugin runs in int8."""
@@ -110,6 +165,5 @@ def save_ir(onnx_path: Path, xml_path: Path, precision: str) -> Path:
         model = ov.convert_model(str(onnx_path))
         ov.save_model(model, str(xml_path), compress_to_fp16=precision == "fp16")
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"OpenVINO cannot convert {onnx_path}: {first}") from exc
+        raise EngineError(f"OpenVINO cannot convert {onnx_path}: {_reason(exc)}") from exc
     return xml_path

@@ -23,7 +23,7 @@ import numpy as np
 
 from engines.base import Backend
 from engines.enginedir import TensorRTTarget
-from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartSpec
+from engines.onnx_parts import HEAD, SPATIAL, TEMPORAL, PartFiles, PartShape, PartSpec, check_part_shapes
 from twostream.contract import ModelContract
 from twostream.errors import EngineError
 
@@ -108,6 +108,18 @@ def _input_shapes(part: PartSpec, contract: ModelContract, feature_shape: tuple[
     return (window, window)
 
 
+def plan_shape(engine, part: PartSpec, path: Path) -> PartShape:
+    """The shapes a deserialised plan declares for ``part``'s tensors (-1, a dynamic axis: None)."""
+    names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+    missing = set(part.inputs + (part.output,)) - names
+    if missing:
+        raise EngineError(f"{path}: no tensors named {sorted(missing)} (not a {part.name} plan?)")
+
+    def shape(name: str) -> tuple[int | None, ...]:
+        return tuple(None if d < 0 else int(d) for d in engine.get_tensor_shape(name))
+    return PartShape(path, tuple(shape(name) for name in part.inputs), shape(part.output))
+
+
 class _Plan:
     """One deserialised engine, its execution context and its own CUDA stream. One call at a
     time per part (the Backend protocol's rule), different parts concurrently."""
@@ -116,13 +128,12 @@ class _Plan:
         import torch
 
         self.part, self.device = part, device
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        data = path.read_bytes()
+        self.engine = runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise EngineError(f"TensorRT cannot load {path} (built by another TensorRT version or for another GPU?)")
-        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
-        missing = set(part.inputs + (part.output,)) - names
-        if missing:
-            raise EngineError(f"{path}: no tensors named {sorted(missing)} (not a {part.name} plan?)")
+            raise EngineError(f"TensorRT cannot load {path} ({len(data)} bytes): truncated or corrupt, or built by "
+                              "another TensorRT version or for another GPU; rebuild with build_engine.py")
+        self.shape = plan_shape(self.engine, part, path)
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(device=device)
 
@@ -171,6 +182,7 @@ class TensorRTBackend(Backend):
         self.cuda = torch.device("cuda", device)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._plans = tuple(_Plan(self._runtime, files.of(p), p, self.cuda) for p in (SPATIAL, TEMPORAL, HEAD))
+        check_part_shapes(contract, self.input_size, *(plan.shape for plan in self._plans))
 
     def run_device(self, part: PartSpec, *inputs):
         """Run ``part`` on CUDA tensors (shapes as in the module docstring) -> CUDA tensor."""

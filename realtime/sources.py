@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ from twostream.errors import SourceDisconnected, SourceError
 from twostream.gestures import GestureStream
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+# The port a URL without one connects to (FFmpeg's defaults: RTSP 554, RTSPS 322, RTMP 1935).
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -59,6 +63,11 @@ class Source(ABC):
     def description(self) -> str: ...
 
     is_open = False
+
+    def probe(self) -> None:
+        """A cheap check that the source can be reached at all, for a caller to fail fast before
+        slow setup (loading a model) without opening a live source early; SourceError if not.
+        Nothing to check for most sources; a stream URL connects to its server (probe_url)."""
 
     def open(self) -> None:
         """Get ready to read; raises SourceError naming the source and the reason. Idempotent,
@@ -93,6 +102,53 @@ def _redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def url_address(url: str) -> tuple[str, int]:
+    """(host, port) a stream URL connects to; the scheme's default port when it names none."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceError(f"cannot open stream '{_redact(url)}': the port in it is not a number from 0 to 65535") \
+            from None
+    if not parts.hostname:
+        raise SourceError(f"cannot open stream '{_redact(url)}': no host in it")
+    return parts.hostname, port or DEFAULT_PORTS[parts.scheme.lower()]
+
+
+def _proxied(url: str) -> bool:
+    """Whether FFmpeg would go through an HTTP proxy (http_proxy and no_proxy in the
+    environment) rather than to the URL's own host, whom a probe would then wrongly blame."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    return (parts.scheme.lower() in ("http", "https") and bool(proxies.get("http") or proxies.get(parts.scheme))
+            and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies))
+
+
+def probe_url(url: str, timeout_s: float) -> None:
+    """Connect to a stream URL's server over TCP and close at once (nothing is sent: the stream
+    is not requested, let alone consumed). Raises SourceError saying what happened: unknown
+    host, connection refused, no answer within ``timeout_s``, or the network's own reason.
+    A refusal comes back at once, where FFmpeg's open would only report a failure; passwords
+    never reach the message. Skipped for http(s) that goes through a proxy."""
+    host, port = url_address(url)
+    if _proxied(url):
+        return
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 literal in brackets
+    said = f"cannot open stream '{_redact(url)}'"
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except socket.gaierror as exc:
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            raise SourceError(f"{said}: unknown host {host}") from None
+        raise SourceError(f"{said}: cannot look up {host} ({exc.strerror})") from None
+    except ConnectionRefusedError:
+        raise SourceError(f"{said}: connection refused by {where}") from None
+    except TimeoutError:
+        raise SourceError(f"{said}: no answer from {where} within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise SourceError(f"{said}: cannot reach {where} ({exc.strerror or exc})") from None
 
 
 class _CaptureSource(Source):
@@ -216,12 +272,19 @@ class StreamUrlSource(_CaptureSource):
     def description(self) -> str:
         return f"stream '{_redact(self.url)}'"
 
+    def probe(self) -> None:
+        probe_url(self.url, self.settings.open_timeout_s)
+
     def _open(self) -> None:
+        # The probe first: FFmpeg says only that opening failed, after its whole timeout.
+        self.probe()
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.settings.read_timeout_s * 1000)]
         cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        server = "the server" if _proxied(self.url) else "%s:%d" % url_address(self.url)
         self._open_capture(
-            cap, f"connection failed, no such stream, or no answer within {self.settings.open_timeout_s:g} s",
+            cap, f"{server} answers, but no stream opened within {self.settings.open_timeout_s:g} s "
+                 "(no such stream, or not one FFmpeg can read?)",
             f"no video frame within {self.settings.read_timeout_s:g} s")
 
     def _ended(self) -> None:

@@ -12,9 +12,12 @@ a finished model keeps only {"stage": "done", "epoch": 0}, so the shipped file s
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +73,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
+    kind = _container(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of files it then refuses anyway
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many types (IndexError on garbage)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable model file (corrupt or truncated?): {first}") from exc
+        raise CheckpointError(f"{path} is not a readable model checkpoint ({kind}; {_load_failure(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a two-stream checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:
@@ -90,6 +96,54 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(train_state, dict):
         raise CheckpointError(f"{path}: checkpoint train_state is a {type(train_state).__name__}, not a dict")
     return Checkpoint(contract, state, payload.get("metrics") or {}, train_state)
+
+
+def _container(path: Path) -> str:
+    """What kind of file torch.load would get, from its first bytes: "a zip archive" (what
+    torch.save writes) or "a pickle" (its legacy format); anything else is refused here,
+    before torch sees it, with a CheckpointError that says what the file looks like."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive"
+    if head[:1] == b"\x80":  # the PROTO opcode every pickle of protocol 2 or later starts with
+        return "a pickle"
+    if not head:
+        looks = "an empty file"
+    elif _is_text(head):
+        looks = "a text file"
+    else:
+        looks = "binary data, neither a zip archive nor a pickle"
+    raise CheckpointError(f"{path} is not a model checkpoint of this project ({looks}); "
+                          "model checkpoints are written by train.py")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\n\r\f" for c in text)
+
+
+def _load_failure(exc: Exception) -> str:
+    """What went wrong in torch.load, in a few words. Never torch's own advice, which is to
+    load again with weights_only=False: that runs whatever code an untrusted file holds."""
+    text = " ".join(str(exc).split())
+    named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if named:
+        return (f"it holds a {named.group(1)} object, not only tensors and plain data; refused, as "
+                "loading it could run code")
+    reason = re.search(r"WeightsUnpickler error: (.+?)(?: Check the documentation|$)", text)
+    if reason:  # the safe unpickler met an instruction it does not run: a foreign or cut pickle
+        return f"truncated, corrupt or not written by torch.save: {reason.group(1).rstrip('. ')}"
+    if "weights_only" in text or not text:
+        return f"truncated or corrupt: {type(exc).__name__}"
+    # PytorchStreamReader's messages: the first sentence says it, the rest is general advice.
+    return f"truncated or corrupt: {text.split('. ')[0][:160]}"
 
 
 def build_model(checkpoint: Checkpoint) -> TwoStreamNet:

@@ -32,5 +32,9 @@ class EngineError(RecognizerError, RuntimeError):
     """An inference backend that is unavailable or an engine that cannot be built or loaded."""
 
 
+class ServeError(RecognizerError, OSError):
+    """The page cannot be served where asked: the port is taken, or the host is not this machine."""
+
+
 class DataError(RecognizerError, ValueError):
     """A training or calibration data source that is empty or malformed."""

@@ -66,7 +66,8 @@ def _empty_video(tmp_path: Path) -> Path:
 FAILURES = [
     # (case, argv builder (tmp_path, ckpt) -> extra args, words of the one error line)
     ("bad checkpoint", lambda tmp, ckpt: ["--model", _garbage_model(tmp), "--backend", "onnxruntime",
-                                          "--precision", "fp32"], "not a readable model file"),
+                                          "--precision", "fp32"],
+     "is not a model checkpoint of this project (a text file)"),
     ("unwritable output", lambda tmp, ckpt: ["--model", ckpt, "--backend", "onnxruntime", "--precision",
                                              "fp32", "--out", tmp / "blocker" / "engine"], "cannot write the engine"),
     ("empty calibration folder", lambda tmp, ckpt: ["--model", ckpt, "--backend", "openvino", "--precision",

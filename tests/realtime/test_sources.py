@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import cv2
 import numpy as np
 import pytest
 
 from realtime.sources import (ArraySource, CameraSource, DemoSource, ImageFolderSource, SourceSettings,
-                              StreamUrlSource, VideoFileSource, open_source)
+                              StreamUrlSource, VideoFileSource, open_source, probe_url, url_address)
 from twostream.errors import SourceError
 from twostream.gestures import GestureStream
 
@@ -107,9 +110,106 @@ def test_absent_camera_is_a_clear_error():
 
 
 def test_refused_stream_url_fails_fast():
-    source = StreamUrlSource("rtsp://127.0.0.1:1/nope", SourceSettings(open_timeout_s=2))
-    with pytest.raises(SourceError, match="cannot open stream 'rtsp://127.0.0.1:1/nope'"):
+    """Refused at once, and said so: not a wait for the open timeout (30 s here) and a guess."""
+    source = StreamUrlSource("rtsp://127.0.0.1:1/nope", SourceSettings(open_timeout_s=30))
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
         source.open()
+    assert str(info.value) == "cannot open stream 'rtsp://127.0.0.1:1/nope': connection refused by 127.0.0.1:1"
+    assert time.monotonic() - started < 15  # far below the timeout, however loaded the machine
+
+
+@pytest.fixture
+def silent_port():
+    """A port whose server never answers: its accept queue (listen backlog 0) is full of
+    connections nobody accepts, so the kernel drops further SYNs, as a firewall would."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.2)  # the fillers' handshakes complete
+    yield port
+    for sock in (*fillers, server):
+        sock.close()
+
+
+def test_a_silent_server_is_told_from_a_refusal(silent_port):
+    with pytest.raises(SourceError) as info:
+        probe_url(f"rtsp://127.0.0.1:{silent_port}/cam", timeout_s=1)
+    assert str(info.value) == (f"cannot open stream 'rtsp://127.0.0.1:{silent_port}/cam': no answer from "
+                               f"127.0.0.1:{silent_port} within 1 s")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("rtsp://no-such-host.invalid/cam", "cannot open stream 'rtsp://no-such-host.invalid/cam': unknown host "
+                                        "no-such-host.invalid"),  # .invalid never resolves (RFC 6761)
+    ("rtsp://admin:secret@127.0.0.1:1/cam", "cannot open stream 'rtsp://admin:***@127.0.0.1:1/cam': connection "
+                                            "refused by 127.0.0.1:1"),
+    ("rtsp://[::1]:1/cam", "connection refused by [::1]:1"),
+    ("rtsp://127.0.0.1:99999/cam", "the port in it is not a number from 0 to 65535"),
+    ("rtsp:///cam", "no host in it"),
+])
+def test_probe_says_what_happened(url, words):
+    if url.startswith("rtsp://[::1]") and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with pytest.raises(SourceError) as info:
+        probe_url(url, timeout_s=2)
+    assert words in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("url, address", [
+    ("rtsp://cam.local/x", ("cam.local", 554)),
+    ("rtsps://cam.local/x", ("cam.local", 322)),
+    ("rtmp://cam.local/live", ("cam.local", 1935)),
+    ("http://cam.local/video.mjpg", ("cam.local", 80)),
+    ("HTTPS://user:pw@cam.local/x", ("cam.local", 443)),
+    ("rtsp://cam.local:8554/x", ("cam.local", 8554)),
+])
+def test_a_url_without_a_port_probes_its_schemes_default(url, address):
+    assert url_address(url) == address
+
+
+def test_a_probe_connects_and_closes_without_asking_for_anything():
+    """It must not consume the stream: the server sees a connection that sends nothing."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(10)
+        probe_url(f"rtsp://127.0.0.1:{server.getsockname()[1]}/cam", timeout_s=5)
+        connection, _ = server.accept()
+        with connection:
+            connection.settimeout(10)
+            assert connection.recv(1024) == b""  # closed, with not a byte sent
+
+
+def test_a_url_through_an_http_proxy_is_not_probed(monkeypatch):
+    """FFmpeg goes to the proxy, not the host: a refusal by the host itself would mean nothing."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    probe_url("http://127.0.0.1:1/video.mjpg", timeout_s=2)  # not refused: not tried
+    with pytest.raises(SourceError, match="connection refused"):
+        probe_url("rtsp://127.0.0.1:1/cam", timeout_s=2)  # RTSP never goes through it
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(SourceError, match="connection refused"):
+        probe_url("http://127.0.0.1:1/video.mjpg", timeout_s=2)
+
+
+def test_a_server_that_answers_but_serves_no_stream_is_said_so():
+    """The probe passes (something listens); FFmpeg then gets no stream from it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        source = StreamUrlSource(f"rtsp://127.0.0.1:{port}/cam", SourceSettings(open_timeout_s=2, read_timeout_s=2))
+        with pytest.raises(SourceError, match=f"127.0.0.1:{port} answers, but no stream opened within 2 s"):
+            source.open()
 
 
 def test_demo_source_is_live_paced_and_carries_truth():

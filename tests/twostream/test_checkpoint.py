@@ -1,5 +1,6 @@
 """Model files: round trip, and one clear error for every kind of bad file."""
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -82,21 +83,59 @@ def _bad_train_state(path: Path, tmp: Path) -> Path:
     return out
 
 
+def _text(path: Path, tmp: Path) -> Path:
+    out = tmp / "notes.pt"
+    out.write_text("my notes about the model\n" * 40)
+    return out
+
+
+def _empty(path: Path, tmp: Path) -> Path:
+    out = tmp / "empty.pt"
+    out.write_bytes(b"")
+    return out
+
+
+def _foreign_pickle(path: Path, tmp: Path) -> Path:
+    out = tmp / "data.pkl"
+    out.write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))  # not torch.save's format
+    return out
+
+
+def _truncated_legacy(path: Path, tmp: Path) -> Path:
+    out = tmp / "legacy.pt"
+    torch.save(torch.load(path, weights_only=True), out, _use_new_zipfile_serialization=False)
+    out.write_bytes(out.read_bytes()[:40])
+    return out
+
+
 @pytest.mark.parametrize("make,message", [
-    (_truncated, "corrupt or truncated"),
-    (_garbage, "corrupt or truncated"),
+    (_truncated, r"is not a readable model checkpoint \(a zip archive; truncated or corrupt: PytorchStreamReader"),
+    (_garbage, r"is not a model checkpoint of this project \(a text file\)"),
+    (_text, r"is not a model checkpoint of this project \(a text file\)"),
+    (_empty, r"is not a model checkpoint of this project \(an empty file\)"),
+    (_foreign_pickle, r"\(a pickle; truncated, corrupt or not written by torch.save: Unsupported operand"),
+    (_truncated_legacy, r"\(a pickle; truncated or corrupt"),
     (_foreign, "not a two-stream checkpoint"),
     (_mismatched, "does not match the model code"),
     (_bad_contract, "flow_method 'magic'"),
-    (_pickled_code, "corrupt or truncated"),
+    (_pickled_code, r"\(a zip archive; it holds a pathlib.PosixPath object, not only tensors and plain data; "
+                    r"refused, as loading it could run code\)"),
     (_bad_train_state, "train_state is a list"),
 ])
 def test_bad_files_raise_one_checkpoint_error(saved, tmp_path, make, message):
     bad = make(saved[1], tmp_path)
     with pytest.raises(CheckpointError, match=message) as info:
         load_model(bad)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and len(str(info.value).replace(str(bad), "")) < 300
+    assert "weights_only" not in str(info.value)  # torch's advice to load it unsafely never reaches the user
     assert isinstance(info.value, ValueError)
+
+
+def test_binary_junk_is_named_as_neither_zip_nor_pickle(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(1, 256)) * 4)
+    with pytest.raises(CheckpointError, match=r"\(binary data, neither a zip archive nor a pickle\)"):
+        read_checkpoint(junk)
 
 
 def test_shipped_model_from_before_exact_resume_still_loads():
@@ -121,3 +160,13 @@ def test_cli_prints_one_error_line_and_exits_nonzero(saved, tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "truncated" in lines[0]
+
+
+def test_a_text_file_as_model_is_one_short_line_without_torchs_advice(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a,b,c\n1,2,3\n")
+    proc = subprocess.run([sys.executable, "app.py", "--no-ui", "--source", "demo", "--model", str(notes)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {notes} is not a model checkpoint of this project (a text file); "
+                                        "model checkpoints are written by train.py"]
