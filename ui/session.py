@@ -60,7 +60,7 @@ class SessionStatus:
 
 
 class LiveSession:
-    """A browser session's recognizer. ``token`` names its MJPEG stream (unguessable, so one
+    """A browser session's recognizer. ``token`` names its live view (unguessable, so one
     session cannot watch another's)."""
 
     def __init__(self, open_backend: Callable[[], Backend], settings: SessionSettings = SessionSettings()):

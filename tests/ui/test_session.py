@@ -1,23 +1,21 @@
 """ui.session, ui.sources, ui.webcam and ui.plots without a browser: a session's pipeline
 starts, shows frames once each, turns errors into a status, frees its threads on close; the
-path policy refuses everything but uploads and --allow-dir; the webcam source is newest-wins."""
+webcam source is newest-wins. What the page may open: test_sources.py."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engines.torch_backend import TorchBackend
 from realtime.pipeline import PipelineSettings
-from realtime.sources import ArraySource, SourceSettings, VideoFileSource
+from realtime.sources import ArraySource, VideoFileSource
 from twostream.errors import SourceDisconnected, SourceError
 from ui.plots import latency_histogram_svg, probability_svg
 from ui.session import ENDED, ERROR, RUNNING, LiveSession, SessionSettings
-from ui.sources import CAMERA, DEMO, SERVER_PATH, UPLOAD, URL, PathNotAllowed, PathPolicy, source_from_controls
 from ui.webcam import BrowserWebcamSource
 
 
@@ -107,39 +105,6 @@ def test_webcam_source_is_newest_wins_and_times_out():
         source.push(np.zeros((4, 4), np.float32))
     source.finish()
     assert source.read() is None
-
-
-def test_path_policy(tmp_path):
-    uploads, allowed = tmp_path / "uploads", tmp_path / "videos"
-    uploads.mkdir(), allowed.mkdir()
-    (allowed / "a.mp4").write_bytes(b"x")
-    policy = PathPolicy(upload_dirs=(uploads,), allow_dirs=(allowed,))
-    assert policy.check(allowed / "a.mp4", uploaded=False) == (allowed / "a.mp4").resolve()
-    assert policy.check(uploads / "u.mp4", uploaded=True) == (uploads / "u.mp4").resolve()
-    for path, uploaded in ((Path("/etc/passwd"), False), (allowed / ".." / "x.mp4", False),
-                           (allowed / "a.mp4", True), (Path("/etc/passwd"), True)):
-        with pytest.raises(PathNotAllowed):
-            policy.check(path, uploaded=uploaded)
-    with pytest.raises(PathNotAllowed, match="--allow-dir"):
-        PathPolicy().check("/tmp/x.mp4", uploaded=False)
-
-
-@pytest.mark.parametrize("kind, text, upload, message", [
-    (CAMERA, "zero", None, "camera index must be a number"),
-    (URL, "not a url", None, "expected a URL"),
-    (URL, "file:///etc/passwd", None, "not a stream URL"),
-    (UPLOAD, "", None, "no uploaded file"),
-    (UPLOAD, "", "/etc/passwd", "not in the upload folder"),
-    (SERVER_PATH, "/etc/passwd", None, "refused"),
-    ("nonsense", "", None, "unknown source kind"),
-])
-def test_controls_refuse_bad_input(kind, text, upload, message):
-    with pytest.raises(SourceError, match=message):
-        source_from_controls(kind, text, upload, PathPolicy(), SourceSettings())
-
-
-def test_controls_build_demo():
-    assert "demo" in source_from_controls(DEMO, "", None, PathPolicy(), SourceSettings()).description
 
 
 def test_plots_render_svg(session, gesture_clip):
