@@ -3,8 +3,8 @@
   // One short request at a time, never an endless one: GET live/TOKEN.jpg?after=SEQ answers
   // with the session's newest annotated frame once its sequence number is above SEQ, or with
   // 204 after about half a second. An endless multipart/x-mixed-replace response per tab held
-  // one of the browser's six HTTP/1.1 connections to the server for good; beside Gradio's own
-  // event stream per tab, three tabs filled all six and the third never got a prediction.
+  // one of the browser's six HTTP/1.1 connections to the server for good; with Gradio's own
+  // heartbeat stream per tab, three tabs filled all six and the third never got a prediction.
   // TOKEN is the data-token of <img id="live-img">; a new session (page reload) brings a new
   // <img> with a new token, picked up on the next round.
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,8 +4,8 @@ source controls.
 Live video: an ``<img id='live-img' data-token=...>`` in a gr.HTML, whose picture a small
 script (ui/live_view.js, given to ``Blocks.launch(js=...)``) replaces with each new annotated
 frame, fetched one JPEG per short request from ui.routes (``/live/{token}.jpg?after=SEQ``,
-answered as soon as a newer frame exists): no per-frame Gradio event, and no connection held
-open between frames. Stats and plots refresh on a gr.Timer, once a second.
+answered as soon as a newer frame exists, else 204 within half a second): no per-frame Gradio
+event, and no request held open for good. Stats and plots refresh on a gr.Timer, once a second.
 
 Sessions: each browser session (Gradio's session hash) gets its own LiveSession, made on page
 load and closed on unload (tab closed or reloaded), so a closed tab frees its pipeline and
@@ -137,7 +137,7 @@ class LivePage:
         try:
             source = source_from_controls(kind, text, upload, self.policy, self.settings.session.source)
         except EXPECTED_ERRORS as exc:
-            return _status_markdown(SessionStatus(ERROR, str(exc)))
+            return _status_markdown(session.refuse(str(exc)))
         return _status_markdown(session.switch(source))
 
     def _on_upload(self, upload: str | None, request: gr.Request):
@@ -162,7 +162,7 @@ class LivePage:
                     status = gr.HTML("starting…", elem_id="status")
                     with gr.Accordion("Source", open=True):
                         kind = gr.Radio(list(SOURCE_KINDS), value=DEMO, label="source", elem_id="source-kind")
-                        text = gr.Textbox(label="camera index, URL, or a path under --allow-dir",
+                        text = gr.Textbox(label="camera index, a URL under --allow-url, or a path under --allow-dir",
                                           elem_id="source-text")
                         go = gr.Button("Switch source", elem_id="switch-source")
                         upload = gr.File(label="upload a video (switches to it)", file_types=["video"],

@@ -23,7 +23,7 @@ from twostream.errors import SourceError
 
 # The choices of the page's source selector, in the order shown.
 DEMO, CAMERA, URL, UPLOAD, SERVER_PATH, WEBCAM = (
-    "demo", "camera index", "RTSP/HTTP URL", "uploaded video", "server path (--allow-dir)", "browser webcam")
+    "demo", "camera index", "RTSP/HTTP URL (--allow-url)", "uploaded video", "server path (--allow-dir)", "browser webcam")
 SOURCE_KINDS = (DEMO, CAMERA, URL, UPLOAD, SERVER_PATH, WEBCAM)
 
 # The port a URL without one connects to (RFC 2326/7826 for RTSP(S), Adobe's RTMP, HTTP(S)):

@@ -241,6 +241,9 @@ def test_bad_inputs_show_errors_and_server_lives(browser, server, tmp_path):
             assert state == "error", line
             if text.startswith(ALLOWED_URL_PREFIX):
                 assert "refused" not in line, line  # allowed: it tried, and the connection failed
+            if "refused" in expected:
+                time.sleep(2.5)  # two refreshes of the status line: the refusal stays
+                assert expected in _status(page)[1]
         page.screenshot(path=str(ARTIFACTS / "bad_url.png"))
         page.locator("#upload input[type=file]").set_input_files(str(garbage_clip))
         page.wait_for_function(

@@ -116,3 +116,16 @@ def test_plots_render_svg(session, gesture_clip):
     svg = probability_svg(history, now=history[-1].t_scored)
     assert svg.count("<polyline") == len(history[0].classes)
     assert "p95" in latency_histogram_svg([p.latency_ms for p in history])
+
+
+def test_a_refused_source_stays_the_status_until_the_next_switch(session):
+    """The page's refresh shows ``status()`` every second: a refusal must not vanish with it."""
+    frames = [np.zeros((120, 160, 3), np.uint8)] * 500  # 20 s at 25 frames/s, paced as live
+    assert session.switch(ArraySource(frames, fps=25.0, live=True, name="camera 3")).state == RUNNING
+    refused = session.refuse("refused stream 'rtsp://x/': start it with --allow-url PREFIX")
+    assert refused.state == ERROR and "--allow-url" in refused.message
+    assert "still running: camera 3" in refused.message
+    time.sleep(0.2)
+    assert session.status() == refused and session.running  # the old source goes on
+    assert session.switch(ArraySource(frames[:40])).state in (RUNNING, ENDED)
+    assert "refused" not in session.status().message
