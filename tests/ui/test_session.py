@@ -1,6 +1,6 @@
 """ui.session, ui.sources, ui.webcam and ui.plots without a browser: a session's pipeline
 starts, shows frames once each, turns errors into a status, frees its threads on close; the
-webcam source is newest-wins. What the page may open: test_sources.py."""
+webcam source is newest-wins. What the page may open: test_page_sources.py."""
 
 from __future__ import annotations
 
