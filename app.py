@@ -59,6 +59,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -69,6 +70,7 @@ from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
+logger = logging.getLogger("app")
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
 EXIT_ERROR = 2
 
@@ -177,10 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=_port, default=default_of(PageSettings, "port"),
                     help="port of the page (default %(default)s)")
     ui.add_argument("--share", action="store_true", default=default_of(PageSettings, "share"),
-                    help="also make a public Gradio share link (off by default)")
-    ui.add_argument("--auth", type=_user_pass, default=None, metavar="USER:PASS", help="require this login for the page")
+                    help="also make a public Gradio share link (off by default; warns without --auth)")
+    ui.add_argument("--auth", type=_user_pass, default=None, metavar="USER:PASS",
+                    help="require this login for the page and every route of the server")
     ui.add_argument("--allow-dir", type=Path, action="append", default=[], metavar="DIR",
                     help="let the page open files under DIR by path (repeatable; default: uploads only)")
+    ui.add_argument("--allow-url", action="append", default=[], metavar="PREFIX",
+                    help="let the page open stream URLs under PREFIX: same scheme, host and port (default: "
+                         "the scheme's), path below PREFIX's, e.g. rtsp://cam.local:8554/cams (repeatable; "
+                         "default: none; --source is not limited)")
+    ui.add_argument("--max-upload-mb", type=at_least_one, default=default_of(PageSettings, "max_upload_mb"),
+                    metavar="MB", help="largest file the page accepts as an upload, in MiB (default %(default)s)")
     return parser
 
 
@@ -373,12 +382,17 @@ def run_ui(args: argparse.Namespace) -> int:
     from ui.page import LivePage
     from ui.session import SessionSettings
     from ui.settings import PageSettings
+    from ui.sources import UrlPrefix
 
     input_size = (args.input_size, args.input_size) if args.input_size else None
     for folder in args.allow_dir:
         if not folder.is_dir():
             raise SourceError(f"--allow-dir {folder}: no such directory")
     default_source = source_specs_of(args)[0].spec  # the page runs one source per tab, for now
+    allow_urls = tuple(UrlPrefix.parse(text) for text in args.allow_url)
+    if args.share and args.auth is None:
+        logger.warning("warning: --share without --auth: anyone with the public link can watch, upload "
+                       "videos and switch sources (add --auth USER:PASS)")
 
     prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
                              threads=args.threads, input_size=input_size)
@@ -388,7 +402,8 @@ def run_ui(args: argparse.Namespace) -> int:
     session = SessionSettings(pipeline=pipeline, source=source, overlay=OverlaySettings(topk=args.topk))
     page = LivePage(PageSettings(
         model_path=args.model, default_source=default_source, host=args.host, port=args.port, share=args.share,
-        auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir),
+        auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir), allow_urls=allow_urls,
+        max_upload_mb=args.max_upload_mb,
         backend=prepared.backend, precision=prepared.precision, session=session), prepared.open)
     try:
         page.serve(lambda line: print(line, flush=True))

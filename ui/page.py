@@ -1,41 +1,40 @@
 """The Gradio page: live annotated video, status line, stats panel, gesture event log, plots and
 source controls.
 
-Live video travels as MJPEG (``multipart/x-mixed-replace``) from a route on the FastAPI app
-Gradio runs, shown by an ``<img>`` in a gr.HTML: one JPEG per new frame, pushed as soon as it
-exists, no per-frame Gradio event. Stats and plots refresh on a gr.Timer, once a second.
+Live video: an ``<img id='live-img' data-token=...>`` in a gr.HTML, whose picture a small
+script (ui/live_view.js, given to ``Blocks.launch(js=...)``) replaces with each new annotated
+frame, fetched one JPEG per short request from ui.routes (``/live/{token}.jpg?after=SEQ``,
+answered as soon as a newer frame exists, else 204 within half a second): no per-frame Gradio
+event, and no request held open for good. Stats and plots refresh on a gr.Timer, once a second.
 
 Sessions: each browser session (Gradio's session hash) gets its own LiveSession, made on page
 load and closed on unload (tab closed or reloaded), so a closed tab frees its pipeline and
-threads. ``/debug/sessions`` reports the live counts as JSON (tests use it).
+threads. ``/debug/sessions`` reports the live counts as JSON (tests use it). With --auth,
+those routes and Gradio's own (uploads included) need the page's login.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 import threading
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Callable
 
-import anyio
 import gradio as gr
 from gradio.utils import get_upload_folder
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from engines.base import Backend
 from realtime.sources import open_source
 from ui.eventlog import event_log_html
 from ui.panel import model_summary, stats_html
 from ui.plots import latency_histogram_svg, probability_svg
+from ui.routes import LiveRoutes
 from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionStatus
 from ui.settings import PageSettings
-from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, PathPolicy, source_from_controls
+from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, SourcePolicy, source_from_controls
 
-BOUNDARY = "frame"
+LIVE_VIEW_JS = (Path(__file__).with_name("live_view.js")).read_text(encoding="utf-8")
 CSS = ("#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
        " #stats td, #stats th {padding: 1px 8px !important; font-size: 12px}")
 
@@ -57,7 +56,10 @@ class LivePage:
         self._lock = threading.Lock()
         self._sessions: dict[str, LiveSession] = {}  # by Gradio session hash
         self.summary = model_summary(settings.model_path)
-        self.policy = PathPolicy(upload_dirs=(Path(get_upload_folder()),), allow_dirs=settings.allow_dirs)
+        self.policy = SourcePolicy(upload_dirs=(Path(get_upload_folder()),), allow_dirs=settings.allow_dirs,
+                                   allow_urls=settings.allow_urls)
+        self.live_routes = LiveRoutes(self._by_token, self.counts, settings.live_wait_s)
+        self._demo: gr.Blocks | None = None
 
     # ---- sessions --------------------------------------------------------------------------
     def _session(self, request: gr.Request) -> LiveSession | None:
@@ -82,20 +84,27 @@ class LivePage:
                 "threads": threading.active_count(),
                 "unjoined_threads": sum(len(s.unjoined_threads) for s in sessions)}
 
-    # ---- callbacks -------------------------------------------------------------------------
-    def _on_load(self, request: gr.Request):
+    def open_session(self, session_hash: str) -> tuple[LiveSession, SessionStatus]:
+        """A new session under ``session_hash`` (replacing and closing one already there),
+        started on the default source."""
         session = LiveSession(self._open_backend, self.settings.session)
         with self._lock:
-            old = self._sessions.pop(request.session_hash, None)
+            old = self._sessions.pop(session_hash, None)
             # Registered before it starts, so an unload racing this load still finds it.
-            self._sessions[request.session_hash] = session
+            self._sessions[session_hash] = session
         if old is not None:
             old.close()
         try:
             status = session.switch(open_source(self.settings.default_source, self.settings.session.source))
         except EXPECTED_ERRORS as exc:
             status = SessionStatus(ERROR, str(exc))
-        live = (f"<img id='live-img' src='live/{session.token}' width='640' height='480' "
+        return session, status
+
+    # ---- callbacks -------------------------------------------------------------------------
+    def _on_load(self, request: gr.Request):
+        session, status = self.open_session(request.session_hash)
+        # No src: ui/live_view.js fills it with the session's frames, found by data-token.
+        live = (f"<img id='live-img' data-token='{session.token}' width='640' height='480' "
                 f"alt='live annotated video'>")
         return live, _status_markdown(status)
 
@@ -128,7 +137,7 @@ class LivePage:
         try:
             source = source_from_controls(kind, text, upload, self.policy, self.settings.session.source)
         except EXPECTED_ERRORS as exc:
-            return _status_markdown(SessionStatus(ERROR, str(exc)))
+            return _status_markdown(session.refuse(str(exc)))
         return _status_markdown(session.switch(source))
 
     def _on_upload(self, upload: str | None, request: gr.Request):
@@ -143,36 +152,6 @@ class LivePage:
         except EXPECTED_ERRORS:
             pass  # a malformed frame: the status line shows the pipeline's own state
 
-    # ---- routes ----------------------------------------------------------------------------
-    async def _mjpeg(self, session: LiveSession) -> AsyncIterator[bytes]:
-        """multipart/x-mixed-replace parts, one per new annotated frame. Waiting happens in the
-        event loop; only the encode takes a worker thread (the pool is shared with Gradio's
-        callbacks, so idle viewers must not hold its threads)."""
-        seq, poll = 0, self.settings.session.poll_s
-        while not session.closed:
-            if not (session.frame_pending() or session.jpeg_seq > seq):
-                await asyncio.sleep(poll)
-                continue
-            got = await anyio.to_thread.run_sync(session.frame_jpeg, seq, 0.0)
-            if got is None:
-                continue
-            seq, jpeg = got
-            yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                   + jpeg + b"\r\n")
-
-    def _live_route(self, request: Request) -> Response:
-        session = self._by_token(request.path_params["token"])
-        if session is None:
-            return PlainTextResponse("no such live view (session closed?)", status_code=404)
-        return StreamingResponse(self._mjpeg(session), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                                 headers={"Cache-Control": "no-store"})
-
-    def _debug_route(self, request: Request) -> Response:
-        return JSONResponse(self.counts())
-
-    def routes(self) -> list[Route]:
-        return [Route("/live/{token}", self._live_route), Route("/debug/sessions", self._debug_route)]
-
     # ---- layout ----------------------------------------------------------------------------
     def blocks(self) -> gr.Blocks:
         with gr.Blocks(title="Two-stream live recognizer", analytics_enabled=False) as demo:
@@ -183,7 +162,7 @@ class LivePage:
                     status = gr.HTML("starting…", elem_id="status")
                     with gr.Accordion("Source", open=True):
                         kind = gr.Radio(list(SOURCE_KINDS), value=DEMO, label="source", elem_id="source-kind")
-                        text = gr.Textbox(label="camera index, URL, or a path under --allow-dir",
+                        text = gr.Textbox(label="camera index, a URL under --allow-url, or a path under --allow-dir",
                                           elem_id="source-text")
                         go = gr.Button("Switch source", elem_id="switch-source")
                         upload = gr.File(label="upload a video (switches to it)", file_types=["video"],
@@ -211,20 +190,34 @@ class LivePage:
             demo.unload(self._on_unload)
         return demo
 
-    def serve(self, ready: Callable[[str], None] = print) -> None:
-        """Serve until KeyboardInterrupt (Ctrl-C, or SIGTERM mapped onto it), then close every
-        session (stop and join their threads)."""
-        demo = self.blocks()
+    def launch(self) -> str:
+        """Start serving (in Gradio's server thread) and return the page's local URL, and the
+        share URL after it when --share made one. ``close`` stops it."""
         s = self.settings
+        demo = self.blocks()
         demo.queue(default_concurrency_limit=None)
+        self._demo = demo
+        _, local_url, share_url = demo.launch(
+            server_name=s.host, server_port=s.port, share=s.share, auth=s.auth,
+            max_file_size=f"{s.max_upload_mb}mb",  # Gradio's unit: MiB
+            prevent_thread_lock=True, quiet=True, show_error=True, ssr_mode=False, css=CSS, js=LIVE_VIEW_JS,
+            app_kwargs={"routes": self.live_routes.routes()})
+        return local_url + (f" and {share_url}" if share_url else "")
+
+    def close(self) -> None:
+        """Close every session (stop and join their threads), then stop the server."""
         try:
-            _, local_url, share_url = demo.launch(
-                server_name=s.host, server_port=s.port, share=s.share, auth=s.auth,
-                prevent_thread_lock=True, quiet=True, show_error=True, ssr_mode=False, css=CSS,
-                app_kwargs={"routes": self.routes()})
-            ready(f"serving on {local_url}" + (f" and {share_url}" if share_url else ""))
+            self.close_all()
+        finally:
+            if self._demo is not None:
+                self._demo.close()
+                self._demo = None
+
+    def serve(self, ready: Callable[[str], None] = print) -> None:
+        """Serve until KeyboardInterrupt (Ctrl-C, or SIGTERM mapped onto it), then ``close``."""
+        try:
+            ready(f"serving on {self.launch()}")
             while True:
                 time.sleep(0.5)
         finally:
-            self.close_all()
-            demo.close()
+            self.close()

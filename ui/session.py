@@ -60,7 +60,7 @@ class SessionStatus:
 
 
 class LiveSession:
-    """A browser session's recognizer. ``token`` names its MJPEG stream (unguessable, so one
+    """A browser session's recognizer. ``token`` names its live view (unguessable, so one
     session cannot watch another's)."""
 
     def __init__(self, open_backend: Callable[[], Backend], settings: SessionSettings = SessionSettings()):
@@ -75,6 +75,7 @@ class LiveSession:
         self._pipeline: Pipeline | None = None
         self._source: Source | None = None
         self._error: str | None = None
+        self._refusal: str | None = None  # the page refused a source: shown until the next switch
         self._closed = threading.Event()
         self._jpeg_lock = threading.Lock()
         self._shown: Frame | None = None
@@ -93,7 +94,7 @@ class LiveSession:
                 source.close()
                 return SessionStatus(ERROR, "session closed")
             self._stop_pipeline()
-            self._source, self._error = source, None
+            self._source, self._error, self._refusal = source, None, None
             try:
                 if self._backend is None:
                     self._backend = self._open_backend()
@@ -152,8 +153,19 @@ class LiveSession:
         pipeline = self._pipeline
         return pipeline is not None and not pipeline.done
 
+    def refuse(self, message: str) -> SessionStatus:
+        """The page refused a source for this session (not allowed, malformed): its status is
+        that error until the next switch, so the page's refresh does not wipe it out, while the
+        source that was running goes on."""
+        self._refusal = message
+        return self.status()
+
     # ---- what the page reads ---------------------------------------------------------------
     def status(self) -> SessionStatus:
+        if self._refusal is not None:
+            source = self._source
+            still = f" (still running: {source.description})" if self.running and source is not None else ""
+            return SessionStatus(ERROR, self._refusal + still)
         if self._error is not None:
             return SessionStatus(ERROR, self._error)
         pipeline, source = self._pipeline, self._source

@@ -7,12 +7,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ui.session import SessionSettings
+from ui.sources import UrlPrefix
 
 
 @dataclass(frozen=True)
 class PageSettings:
     """How the page is served. ``default_source`` is what a new session starts on (the
-    --source spec, trusted: the operator typed it); ``allow_dirs`` the --allow-dir paths."""
+    --source spec, trusted: the operator typed it); ``allow_dirs`` the --allow-dir paths and
+    ``allow_urls`` the --allow-url prefixes the page may open.
+
+    ``max_upload_mb``: Gradio's upload limit (MiB; its ``max_file_size``), checked on every
+    POST /gradio_api/upload, which needs no session. 200 MiB holds 2 to 3.5 minutes of
+    1080p phone video (H.264 at 8-16 Mbit/s), more than a clip worth scoring from a page needs,
+    and bounds what one anonymous request can write to the upload folder. ``live_wait_s``: how long a
+    live-view request waits for a new frame before it answers 204 (ui.routes)."""
 
     model_path: Path
     default_source: str = "demo"
@@ -21,6 +29,9 @@ class PageSettings:
     share: bool = False
     auth: tuple[str, str] | None = None
     allow_dirs: tuple[Path, ...] = ()
+    allow_urls: tuple[UrlPrefix, ...] = ()
+    max_upload_mb: int = 200
+    live_wait_s: float = 0.5
     backend: str = "auto"  # as requested on the command line; the panel shows what each session got
     precision: str = "fp32"
     refresh_s: float = 1.0

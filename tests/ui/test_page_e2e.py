@@ -1,10 +1,11 @@
 """The live page end to end, in a real browser: `python app.py --source demo --port N` as a
 subprocess, driven by Playwright with Debian's chromium.
 
-Frames are counted in the browser: a requestAnimationFrame loop draws the MJPEG <img> into a
-small canvas and counts changes of a pixel hash (every demo frame differs: sensor noise and the
-frame number on the overlay), so a frame the server sent twice or the browser never painted does
-not count. Screenshots go to artifacts/ui/.
+Frames are counted in the browser: a requestAnimationFrame loop draws the live <img> (whose
+picture ui/live_view.js replaces with each JPEG it fetches) into a small canvas and counts
+changes of a pixel hash (every demo frame differs: sensor noise and the frame number on the
+overlay), so a frame the server sent twice or the browser never painted does not count.
+Screenshots go to artifacts/ui/.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +57,15 @@ COUNT_FRAMES_JS = """() => {
 }"""
 
 
+# Counts object URLs alive in the page: the live view must revoke each frame's after use.
+COUNT_OBJECT_URLS_JS = """
+window.__objectUrls = 0;
+const create = URL.createObjectURL, revoke = URL.revokeObjectURL;
+URL.createObjectURL = (obj) => { window.__objectUrls += 1; return create.call(URL, obj); };
+URL.revokeObjectURL = (url) => { window.__objectUrls -= 1; return revoke.call(URL, url); };
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,10 +75,11 @@ def _free_port() -> int:
 class Server:
     """app.py serving the page; its output is kept for failure messages."""
 
-    def __init__(self, model: Path, port: int):
+    def __init__(self, model: Path, port: int, *options: str):
         self.url = f"http://127.0.0.1:{port}/"
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--source", "demo", "--port", str(port), "--model", str(model)],
+            [sys.executable, str(ROOT / "app.py"), "--source", "demo", "--port", str(port), "--model", str(model),
+             *options],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -110,10 +122,14 @@ def _wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+# A URL the page may open (nothing listens on port 9): its refusal and its connection error differ.
+ALLOWED_URL_PREFIX = "http://127.0.0.1:9/allowed"
+
+
 @pytest.fixture(scope="module")
 def server(ui_model_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    srv = Server(ui_model_path, _free_port())
+    srv = Server(ui_model_path, _free_port(), "--allow-url", ALLOWED_URL_PREFIX)
     try:
         srv.wait_ready()
         yield srv
@@ -133,6 +149,7 @@ def browser():
 def _open(browser, server):
     """A new tab (its own context, so its own Gradio session) with the live view running."""
     context = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"])
+    context.add_init_script(COUNT_OBJECT_URLS_JS)
     page = context.new_page()
     page.goto(server.url)
     page.wait_for_selector("#live-img", timeout=60_000)
@@ -154,21 +171,25 @@ def test_live_view_fps_stats_and_plots(browser, server):
         stats_before = page.locator("#stats").inner_text()
         plot_before = page.locator("#probs-plot").inner_html()
         # Best of up to three 5-s windows: on a shared 2-core CI machine a burst of other work
-        # can stall the demo source itself for a moment.
-        rates = []
+        # can stall the demo source itself for a moment. The live view must keep up with its
+        # source: 20 frames/s, or 85% of what the source delivered when load slowed the source
+        # itself below that (the view can show no more frames than there are).
+        windows = []
         for _ in range(3):
             start = page.evaluate("() => window.__frames")
             time.sleep(5.0)
-            rates.append((page.evaluate("() => window.__frames") - start) / 5.0)
-            if rates[-1] >= 20.0:
+            rate = (page.evaluate("() => window.__frames") - start) / 5.0
+            windows.append((rate, float(page.locator("#input-fps").inner_text())))
+            if rate >= min(20.0, 0.85 * windows[-1][1]):
                 break
-        fps = max(rates)
-        input_fps = page.locator("#input-fps").inner_text()
-        print(f"browser received {fps:.1f} distinct annotated frames/s over 5 s (windows: {rates}; "
-              f"source input {input_fps} fps)")
-        (ARTIFACTS / "fps.txt").write_text(f"{fps:.2f} (windows {rates}, source input {input_fps} fps)\n")
-        assert fps >= 20.0, f"only {rates} distinct frames/s reached the browser (source input {input_fps} fps)"
+        fps, input_fps = max(windows)
+        print(f"browser received {fps:.1f} distinct annotated frames/s over 5 s (windows, browser and "
+              f"source fps: {windows})")
+        (ARTIFACTS / "fps.txt").write_text(f"{fps:.2f} (windows, browser and source fps: {windows})\n")
+        assert fps >= min(20.0, 0.85 * input_fps), f"the browser fell behind the source: {windows}"
         assert page.evaluate("() => document.getElementById('live-img').naturalWidth") == 640
+        # Hundreds of frames came as object URLs; all but the one on screen (and one decoding) are revoked.
+        assert page.evaluate("() => window.__objectUrls") <= 2
         stats_after = page.locator("#stats").inner_text()
         assert stats_after != stats_before, "stats panel did not update"
         for needle in ("decode", "flow", "spatial tower", "temporal tower", "fusion head", "end to end",
@@ -203,7 +224,10 @@ def test_bad_inputs_show_errors_and_server_lives(browser, server, tmp_path):
     garbage_clip.write_bytes(bytes(range(256)) * 200)
     context, page = _open(browser, server)
     try:
-        cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing", "stream 'http://127.0.0.1:9/nothing'"),
+        cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing",
+                  "refused stream 'http://127.0.0.1:9/nothing': not under an --allow-url prefix"),
+                 ("RTSP/HTTP URL", "http://127.0.0.1.evil.com:9/allowed", "refused stream"),
+                 ("RTSP/HTTP URL", f"{ALLOWED_URL_PREFIX}/cam", f"stream '{ALLOWED_URL_PREFIX}/cam'"),
                  ("server path (--allow-dir)", "/etc/passwd", "refused '/etc/passwd'"),
                  ("RTSP/HTTP URL", "file:///etc/passwd", "not a stream URL"))
         for kind, text, expected in cases:
@@ -215,6 +239,11 @@ def test_bad_inputs_show_errors_and_server_lives(browser, server, tmp_path):
                 arg=expected, timeout=60_000)
             state, line = _status(page)
             assert state == "error", line
+            if text.startswith(ALLOWED_URL_PREFIX):
+                assert "refused" not in line, line  # allowed: it tried, and the connection failed
+            if "refused" in expected:
+                time.sleep(2.5)  # two refreshes of the status line: the refusal stays
+                assert expected in _status(page)[1]
         page.screenshot(path=str(ARTIFACTS / "bad_url.png"))
         page.locator("#upload input[type=file]").set_input_files(str(garbage_clip))
         page.wait_for_function(
@@ -267,3 +296,69 @@ def test_closed_tabs_free_their_pipelines_and_threads(browser, server):
     assert after["unjoined_threads"] == 0
     assert server.alive()
 
+
+
+@pytest.mark.slow
+def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server):
+    """The tabs of one browser share its connections to the server (six per host over
+    HTTP/1.1); the live view must leave enough free that a fourth tab still gets its frames
+    and its predictions (Gradio's events). With an endless MJPEG response per tab the third
+    never got a prediction."""
+    _wait_until(lambda: server.counts()["sessions"] == 0, 30, "earlier tabs' sessions to close")
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    try:
+        tabs = []
+        for _ in range(4):
+            tab = context.new_page()
+            tab.goto(server.url)
+            tabs.append(tab)
+        for tab in tabs:
+            tab.wait_for_selector("#live-img", timeout=90_000)
+            tab.evaluate(COUNT_FRAMES_JS)
+        last = tabs[-1]
+        # Four pipelines share two cores here, so each is slow: count frames, not their rate.
+        last.wait_for_function("() => window.__frames >= 10", timeout=90_000)
+        last.wait_for_function(
+            "() => { const m = /(\\d+) \\/ (\\d+)/.exec(document.querySelector('#counts')?.innerText || '');"
+            " return m && Number(m[2]) > 0; }", timeout=90_000)
+        last.wait_for_function("() => document.querySelector('#probs-plot polyline') !== null", timeout=60_000)
+        frames = [tab.evaluate("() => window.__frames") for tab in tabs]
+        assert all(n > 0 for n in frames), f"a tab got no frame: {frames}"
+        assert server.counts()["sessions"] == 4
+        last.screenshot(path=str(ARTIFACTS / "fourth_tab.png"))
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def auth_server(ui_model_path):
+    srv = Server(ui_model_path, _free_port(), "--auth", "me:a secret")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.mark.slow
+def test_with_auth_the_live_view_needs_the_login_and_then_works(browser, auth_server):
+    for path in ("debug/sessions", "live/anything.jpg"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(auth_server.url + path, timeout=10)
+        assert refused.value.code == 401
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    try:
+        page = context.new_page()
+        page.goto(auth_server.url)
+        page.locator("input[type=text]").first.fill("me")
+        page.locator("input[type=password]").fill("a secret")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#live-img", timeout=60_000)
+        page.evaluate(COUNT_FRAMES_JS)
+        page.wait_for_function("() => window.__frames >= 10", timeout=60_000)  # the fetches carry the login
+        token = page.locator("#live-img").get_attribute("data-token")
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the token alone is not enough
+            urllib.request.urlopen(f"{auth_server.url}live/{token}.jpg", timeout=10)
+        assert refused.value.code == 401
+    finally:
+        context.close()

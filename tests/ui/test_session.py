@@ -1,23 +1,21 @@
 """ui.session, ui.sources, ui.webcam and ui.plots without a browser: a session's pipeline
 starts, shows frames once each, turns errors into a status, frees its threads on close; the
-path policy refuses everything but uploads and --allow-dir; the webcam source is newest-wins."""
+webcam source is newest-wins. What the page may open: test_page_sources.py."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engines.torch_backend import TorchBackend
 from realtime.pipeline import PipelineSettings
-from realtime.sources import ArraySource, SourceSettings, VideoFileSource
+from realtime.sources import ArraySource, VideoFileSource
 from twostream.errors import SourceDisconnected, SourceError
 from ui.plots import latency_histogram_svg, probability_svg
 from ui.session import ENDED, ERROR, RUNNING, LiveSession, SessionSettings
-from ui.sources import CAMERA, DEMO, SERVER_PATH, UPLOAD, URL, PathNotAllowed, PathPolicy, source_from_controls
 from ui.webcam import BrowserWebcamSource
 
 
@@ -109,39 +107,6 @@ def test_webcam_source_is_newest_wins_and_times_out():
     assert source.read() is None
 
 
-def test_path_policy(tmp_path):
-    uploads, allowed = tmp_path / "uploads", tmp_path / "videos"
-    uploads.mkdir(), allowed.mkdir()
-    (allowed / "a.mp4").write_bytes(b"x")
-    policy = PathPolicy(upload_dirs=(uploads,), allow_dirs=(allowed,))
-    assert policy.check(allowed / "a.mp4", uploaded=False) == (allowed / "a.mp4").resolve()
-    assert policy.check(uploads / "u.mp4", uploaded=True) == (uploads / "u.mp4").resolve()
-    for path, uploaded in ((Path("/etc/passwd"), False), (allowed / ".." / "x.mp4", False),
-                           (allowed / "a.mp4", True), (Path("/etc/passwd"), True)):
-        with pytest.raises(PathNotAllowed):
-            policy.check(path, uploaded=uploaded)
-    with pytest.raises(PathNotAllowed, match="--allow-dir"):
-        PathPolicy().check("/tmp/x.mp4", uploaded=False)
-
-
-@pytest.mark.parametrize("kind, text, upload, message", [
-    (CAMERA, "zero", None, "camera index must be a number"),
-    (URL, "not a url", None, "expected a URL"),
-    (URL, "file:///etc/passwd", None, "not a stream URL"),
-    (UPLOAD, "", None, "no uploaded file"),
-    (UPLOAD, "", "/etc/passwd", "not in the upload folder"),
-    (SERVER_PATH, "/etc/passwd", None, "refused"),
-    ("nonsense", "", None, "unknown source kind"),
-])
-def test_controls_refuse_bad_input(kind, text, upload, message):
-    with pytest.raises(SourceError, match=message):
-        source_from_controls(kind, text, upload, PathPolicy(), SourceSettings())
-
-
-def test_controls_build_demo():
-    assert "demo" in source_from_controls(DEMO, "", None, PathPolicy(), SourceSettings()).description
-
-
 def test_plots_render_svg(session, gesture_clip):
     assert "no predictions yet" in probability_svg((), now=0.0)
     assert "no predictions yet" in latency_histogram_svg(())
@@ -151,3 +116,16 @@ def test_plots_render_svg(session, gesture_clip):
     svg = probability_svg(history, now=history[-1].t_scored)
     assert svg.count("<polyline") == len(history[0].classes)
     assert "p95" in latency_histogram_svg([p.latency_ms for p in history])
+
+
+def test_a_refused_source_stays_the_status_until_the_next_switch(session):
+    """The page's refresh shows ``status()`` every second: a refusal must not vanish with it."""
+    frames = [np.zeros((120, 160, 3), np.uint8)] * 500  # 20 s at 25 frames/s, paced as live
+    assert session.switch(ArraySource(frames, fps=25.0, live=True, name="camera 3")).state == RUNNING
+    refused = session.refuse("refused stream 'rtsp://x/': start it with --allow-url PREFIX")
+    assert refused.state == ERROR and "--allow-url" in refused.message
+    assert "still running: camera 3" in refused.message
+    time.sleep(0.2)
+    assert session.status() == refused and session.running  # the old source goes on
+    assert session.switch(ArraySource(frames[:40])).state in (RUNNING, ENDED)
+    assert "refused" not in session.status().message
