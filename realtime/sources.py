@@ -259,7 +259,8 @@ class StreamUrlSource(_CaptureSource):
 
     RTSP goes over TCP: OpenCV's FFmpeg backend asks for it by default. A user who needs UDP
     sets ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;udp`` in the environment; this class
-    never writes that variable (it is process-wide, and OpenCV reads it at every open)."""
+    never writes that variable (it is process-wide, and OpenCV reads it at every open: app.py,
+    a command, sets its default, without FFmpeg's frame-rate probe)."""
 
     live = True
 

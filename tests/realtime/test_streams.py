@@ -167,13 +167,15 @@ def _wait_until(condition, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_dropped_rtsp_stream_reconnects_while_the_other_stream_goes_on(random_model):
+def test_a_dropped_rtsp_stream_reconnects_while_the_other_stream_goes_on(random_model, monkeypatch):
     """Kill the RTSP server mid-stream, restart it on the same port 3 s later: the stream goes
     reconnecting, then live again on fresh windows, and the demo stream beside it never stops.
     Prints the time from the server's return (READY) to the first prediction after it."""
     if not _has_rtsp_server():
         pytest.skip("no GStreamer RTSP server here (apt: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 "
                     "gstreamer1.0-plugins-ugly ...)")
+    # FFmpeg's capture options as app.py sets them (no frame-rate probe: an open takes 0.44 s, not 1.25).
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|fpsprobesize;0")
     server = _RtspServer()
     server.start()
     statuses = []
