@@ -13,7 +13,10 @@ late does not move the schedule (re-basing it on every late read let a file deco
 of its 120 drift 5 s behind the clock in a minute while its latency looked like 25 ms). When the
 capture is more than one frame interval behind, a source that skips cheaply skips the frames
 whose time has passed, counted as drops, and is back on schedule; ``Frame.index`` stays the
-source's frame number, so the skipped ones are gaps.
+source's frame number, so the skipped ones are gaps. A generator that cannot skip cheaply (the
+demo) is a simulated camera: when it falls behind, its schedule moves to when it can render,
+as a real camera that is too slow sends fewer frames (the input fps shows it), so its lag
+stays under one interval.
 """
 
 from __future__ import annotations
@@ -90,9 +93,16 @@ class CaptureStage(Stage):
                 behind = time.monotonic() - t_due
                 if behind < 0 and self.control.stop.wait(-behind):
                     return
-                if catch_up and behind > interval:
+                if behind > interval and catch_up:
                     if not self._skip(int(behind / interval), limit):
                         return  # the source ended among the skipped frames
+                    t_due = t0 + self.captured * interval
+                elif behind > interval:
+                    # A generator that renders slower than its fps is a camera that delivers
+                    # fewer frames, not a backlog: its frame is due when it can be made. Held to
+                    # the old schedule, a demo on a starved machine ended a 30-min run 527 s
+                    # "behind" with every frame fresh. The input fps shows the slower camera.
+                    t0 += behind
                     t_due = t0 + self.captured * interval
             started = time.perf_counter()
             got = self.source.read()

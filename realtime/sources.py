@@ -341,8 +341,8 @@ class DemoSource(Source):
     advances the scene's camera shake, its frame counter and its random draws), so a frame can
     only be passed over by rendering it, which costs what a read costs and gains nothing. A
     640x480 frame renders in about 7 ms of its 40 ms interval (2-core AMD EPYC), so the demo
-    falls behind only on a starved machine; then its frames come late, as from an overloaded
-    camera, and ``lag_ms`` shows by how much."""
+    falls behind only on a starved machine; then the capture stage moves its schedule (it
+    delivers fewer frames, as an overloaded camera would: the input fps shows it)."""
 
     live = True
     paced = True
