@@ -139,6 +139,32 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240)."""
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
+    if first < 1 or second < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return first, second
+
+
+def port_number(text: str) -> int:
+    value = at_least_one(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"ports go up to 65535, got {value}")
+    return value
+
+
+def user_and_password(text: str) -> tuple[str, str]:
+    """'user:pass' -> ('user', 'pass')."""
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASS")
+    return user, password
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse whose errors follow the commands' rule: one ``error: ...`` line and where help
     is, exit status 2, instead of the usage block (a dozen lines for app.py) above the error.
