@@ -66,11 +66,12 @@ def status_html(view: StreamView | None, note: str | None) -> str:
                 f"{html.escape(note)}</span>")
     if view is None:
         return "<span id='status-line' data-state='none'>no stream</span>"
-    status = view.status()
-    text = f"{_describe(status)}: {view.label}: {view.stream.source.description}"
+    status, description = view.status(), view.stream.source.description
+    if status.error and description in status.error:  # the error names the source already
+        text = f"{_describe(status)}: {view.label}: {status.error}"
+    else:
+        text = f"{_describe(status)}: {view.label}: {description}" + (f": {status.error}" if status.error else "")
     if status.state is StreamState.ENDED:
         text += f", after {view.stats().predictions} predictions"
-    if status.error:
-        text += f": {status.error}"
     return (f"<span id='status-line' data-state='{status.state.value}' style='color:{STATE_COLORS[status.state]}'>"
             f"{html.escape(text)}</span>")
