@@ -71,7 +71,8 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, verbosity  # noqa: E402
+from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, limit_malloc_arenas  # noqa: E402
+from cli import verbosity  # noqa: E402
 from cli import at_least_one, frame_size, non_negative, non_negative_float, port_number  # noqa: E402
 from cli import positive_seconds, user_and_password  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
@@ -207,12 +208,14 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _configure(args: argparse.Namespace) -> None:
-    """Process-wide settings, once at startup: log lines on stderr as plain messages, and
-    torch's thread count (process-wide in torch, so no backend sets it)."""
+    """Process-wide settings, once at startup, before any stream or server thread: log lines on
+    stderr as plain messages, torch's thread count (process-wide in torch, so no backend sets
+    it), and few malloc arenas (cli.limit_malloc_arenas says why)."""
     import torch
 
     configure_logging(verbosity(args.quiet, args.verbose))
     torch.set_num_threads(args.threads)
+    limit_malloc_arenas()
 
 
 def batch_and_retry(args: argparse.Namespace):
