@@ -162,14 +162,10 @@ class Tabs:
         old = None
         with self._lock:
             tab = self._visit(key)
-            busy = sum(1 for t in self._tabs.values() if t.own is not None and t is not tab)
-            cap = self.limits.max_sessions
-            if busy >= cap:
+            refusal = self._refusal(tab)
+            if refusal is not None:
                 self.refused_sessions += 1
-                tab.note = ("refused: this server scores no source of a tab's own (--max-sessions 0)" if cap == 0 else
-                            f"refused: {busy} of {cap} own-source sessions are in use (--max-sessions {cap}); "
-                            f"watch the server's streams, or try again when one closes (an idle or finished "
-                            f"one closes after {self.limits.idle_s:g} s)")
+                tab.note = refusal
                 source.close()
                 return self._state(tab)
             name = f"session-{next(self._numbers)}"
@@ -189,12 +185,27 @@ class Tabs:
             self._close_view(old)
         return state
 
+    def _refusal(self, tab: _Tab) -> str | None:
+        """Why ``tab`` may not start a source of its own now (the cap), or None. Under the lock."""
+        busy = sum(1 for t in self._tabs.values() if t.own is not None and t is not tab)
+        cap = self.limits.max_sessions
+        if busy < cap:
+            return None
+        if cap == 0:
+            return "refused: this server scores no source of a tab's own (--max-sessions 0)"
+        return (f"refused: {busy} of {cap} own-source sessions are in use (--max-sessions {cap}); watch the "
+                f"server's streams, or try again when one closes (an idle or finished one closes after "
+                f"{self.limits.idle_s:g} s)")
+
     def push_webcam(self, key: str, rgb: np.ndarray) -> TabState | None:
         """A frame of tab ``key``'s browser webcam: fed to its webcam stream, or the first one
         (or the first after another source) starts one. The new state then, else None."""
         with self._lock:
             tab = self._visit(key)
             own = tab.own
+            refusal = self._refusal(tab)
+            if refusal is not None and tab.note == refusal:
+                return None  # refused, and told so already: not again for every frame
         if own is not None and isinstance(own.stream.source, BrowserWebcamSource) and not own.stream.done:
             own.stream.source.push(rgb)
             return None

@@ -81,11 +81,15 @@ def test_own_sources_are_capped_and_the_refusal_names_the_cap(make_tabs):
     assert replaced.own is not None and replaced.own.name != first.own.name
     assert _wait(lambda: first.own.stream.done) and first.own.closed
     assert tabs.view(first.own.token) is None and tabs.view(replaced.own.token) is replaced.own
+    frame = np.zeros((120, 160, 3), np.uint8)
+    assert tabs.push_webcam("d", frame).note == refused.note  # a webcam is refused as well
+    assert tabs.push_webcam("d", frame) is None  # ... once, not again for every frame
+    assert tabs.counts()["sessions_refused"] == 2
     tabs.close_tab("b")  # unload: its stream closes and frees the slot
     assert second.own.stream.done and tabs.view(second.own.token) is None
     third = tabs.start_own("c", _quiet_source())
     assert third.own is not None and third.note is None
-    assert tabs.counts()["session_streams"] == 2 and tabs.counts()["sessions_refused"] == 1
+    assert tabs.counts()["session_streams"] == 2 and tabs.counts()["sessions_refused"] == 2
 
 
 def test_a_tab_watches_process_streams_and_its_own_only(make_tabs):
