@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Real-time two-stream action recognizer.
 
-Without --no-ui it serves a live page (Gradio) on http://127.0.0.1:7860, each browser tab
-scoring its own pipeline (default source: the demo stream):
+Without --no-ui it runs its streams (default: the demo stream) and serves a live page
+(Gradio) on http://127.0.0.1:7860 where every browser tab watches them; a tab may also score a
+source of its own (at most --max-sessions tabs at once, closed --session-idle-s after the tab
+went quiet):
 
     python app.py                                        # the page, on the demo stream
-    python app.py --source 0 --port 8000 --auth me:secret --allow-dir ~/videos
+    python app.py --source door=rtsp://10.0.0.5/cam --source demo --auth me:secret --allow-dir ~/videos
 
 Headless, it prints one JSON line per prediction on stdout and a summary of the stats on
 stderr at the end:
@@ -45,8 +47,8 @@ per stream (its stats, state, error and reconnects).
 End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). A stream that fails
 (an unreadable file, a bad URL, no such camera; a live source out of retries) writes one line,
 'error: stream NAME: reason' ('error: reason' when it is the only, unnamed, source), while the
-others go on; the exit status is 2 only if every stream failed. Any other error is one line
-on stderr, 'error: ...', and exit status 2.
+others go on; the exit status is 2 only if every stream failed (the page: if every --source
+failed its check at start). Any other error is one line on stderr, 'error: ...', and exit 2.
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, verbosity  # noqa: E402
-from cli import at_least_one, non_negative, non_negative_float, positive_seconds  # noqa: E402
+from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, limit_malloc_arenas  # noqa: E402
+from cli import verbosity  # noqa: E402
+from cli import at_least_one, frame_size, non_negative, non_negative_float, port_number  # noqa: E402
+from cli import positive_seconds, user_and_password  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
@@ -78,32 +82,6 @@ from twostream.errors import RecognizerError, SourceError  # noqa: E402
 logger = logging.getLogger("app")
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
 EXIT_ERROR = 2
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'320x240' -> (320, 240)."""
-    try:
-        first, second = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
-    if first < 1 or second < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return first, second
-
-
-def _port(text: str) -> int:
-    value = at_least_one(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"ports go up to 65535, got {value}")
-    return value
-
-
-def _user_pass(text: str) -> tuple[str, str]:
-    """'user:pass' -> ('user', 'pass')."""
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("expected USER:PASS")
-    return user, password
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,15 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     from realtime.sources import SourceSettings
     from realtime.streams import RetryPolicy
     from ui.settings import PageSettings
+    from ui.tabs import SessionLimits
 
     source, scorer = SourceSettings(), ScorerSettings()  # PageSettings needs a model path: default_of
-    batch, retry = BatchSettings(), RetryPolicy()
+    batch, retry, limits = BatchSettings(), RetryPolicy(), SessionLimits()
     parser = CommandParser(prog="app.py", description=__doc__.split("\n\n")[0],
                            epilog=__doc__.strip().split("\n\n")[-1],  # the exit statuses
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", action="append", default=[], metavar="[NAME=]SOURCE",
                         help="camera index (0), video file, image folder, rtsp:// or http(s):// URL, or 'demo'; "
-                             "repeat for several streams (headless; the page uses the first), NAME= names one "
+                             "repeat for several streams (the page shows every one), NAME= names one "
                              "(default: %s)" % default_of(PageSettings, "default_source"))
     parser.add_argument("--sources", type=Path, default=None, metavar="FILE",
                         help="more sources, one [NAME=]SOURCE per line (blank lines and # comments allowed)")
@@ -166,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame rate of an image folder (default %(default)s)")
     parser.add_argument("--demo-seed", type=int, default=source.demo_seed,
                         help="seed of the demo stream (default %(default)s)")
-    parser.add_argument("--demo-size", type=_size, default=source.demo_size, metavar="WxH",
+    parser.add_argument("--demo-size", type=frame_size, default=source.demo_size, metavar="WxH",
                         help="demo frame size (default %s)" % "x".join(map(str, source.demo_size)))
-    streams = parser.add_argument_group("several streams (headless)")
+    streams = parser.add_argument_group("several streams")
     streams.add_argument("--max-batch", type=at_least_one, default=batch.max_batch,
                          help="most frames of all streams in one engine call (default %(default)s; 1: no batching)")
     streams.add_argument("--batch-wait-ms", type=non_negative_float, default=batch.max_wait_ms,
@@ -181,11 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui = parser.add_argument_group("page (without --no-ui)")
     ui.add_argument("--host", default=default_of(PageSettings, "host"),
                     help="address to serve the page on (default %(default)s: this machine only)")
-    ui.add_argument("--port", type=_port, default=default_of(PageSettings, "port"),
+    ui.add_argument("--port", type=port_number, default=default_of(PageSettings, "port"),
                     help="port of the page (default %(default)s)")
     ui.add_argument("--share", action="store_true", default=default_of(PageSettings, "share"),
                     help="also make a public Gradio share link (off by default; warns without --auth)")
-    ui.add_argument("--auth", type=_user_pass, default=None, metavar="USER:PASS",
+    ui.add_argument("--auth", type=user_and_password, default=None, metavar="USER:PASS",
                     help="require this login for the page and every route of the server")
     ui.add_argument("--allow-dir", type=Path, action="append", default=[], metavar="DIR",
                     help="let the page open files under DIR by path (repeatable; default: uploads only)")
@@ -195,12 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: none; --source is not limited)")
     ui.add_argument("--max-upload-mb", type=at_least_one, default=default_of(PageSettings, "max_upload_mb"),
                     metavar="MB", help="largest file the page accepts as an upload, in MiB (default %(default)s)")
+    ui.add_argument("--max-sessions", type=non_negative, default=limits.max_sessions, metavar="N",
+                    help="tabs that may score a source of their own at once, on the shared engine "
+                         "(default %(default)s: one per CPU core; 0: none)")
+    ui.add_argument("--session-idle-s", type=positive_seconds, default=limits.idle_s, metavar="S",
+                    help="close a tab's own source after S s without a sign of the tab, or S s after it "
+                         "ended (default %(default)s)")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace):
     """The command line mapped onto the runtime's settings -> (PipelineSettings, SourceSettings),
-    the same for the headless run and every page session."""
+    the same for the headless run, the page's streams and every tab's own source."""
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import PipelineSettings
@@ -223,12 +208,14 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _configure(args: argparse.Namespace) -> None:
-    """Process-wide settings, once at startup: log lines on stderr as plain messages, and
-    torch's thread count (process-wide in torch, so no backend sets it)."""
+    """Process-wide settings, once at startup, before any stream or server thread: log lines on
+    stderr as plain messages, torch's thread count (process-wide in torch, so no backend sets
+    it), and few malloc arenas (cli.limit_malloc_arenas says why)."""
     import torch
 
     configure_logging(verbosity(args.quiet, args.verbose))
     torch.set_num_threads(args.threads)
+    limit_malloc_arenas()
 
 
 def batch_and_retry(args: argparse.Namespace):
@@ -250,14 +237,18 @@ def source_specs_of(args: argparse.Namespace):
     return source_specs(sources, args.sources)
 
 
+def _failure(specs, status) -> str:
+    """A failed stream's error line: plain for a lone unnamed source (its message names it)."""
+    plain = len(specs) == 1 and not specs[0].named
+    return f"error: {status.error}" if plain else f"error: stream {status.name}: {status.error}"
+
+
 def _reporters(specs, lines: JsonLines):
     """(on_prediction, on_status) callbacks of the headless run: JSON lines on stdout, and one
-    'error:' line on stderr when a stream fails (plain for a lone unnamed source, whose
-    message already names it)."""
+    'error:' line on stderr when a stream fails."""
     from realtime.records import prediction_record, status_record
     from realtime.streams import StreamState
 
-    plain = len(specs) == 1 and not specs[0].named
     judged = {spec.name: [0, 0] for spec in specs}
 
     def on_prediction(name: str, prediction) -> None:
@@ -266,7 +257,7 @@ def _reporters(specs, lines: JsonLines):
     def on_status(status) -> None:
         lines.write(status_record(status))
         if status.state is StreamState.FAILED:
-            lines.error(f"error: {status.error}" if plain else f"error: stream {status.name}: {status.error}")
+            lines.error(_failure(specs, status))
 
     return on_prediction, on_status
 
@@ -285,14 +276,11 @@ def run_headless(args: argparse.Namespace) -> int:
     """Every named source as a supervised stream on one shared, batching engine (realtime.
     streamset); JSON lines on stdout, summaries on stderr. Exit 2 only if every stream failed."""
     # Imported here so --help is instant and import errors still become one line.
-    import time
-
     from building.load import prepare_model
     from realtime.records import summary_record
-    from realtime.sources import open_source
     from realtime.stats import PipelineStats
-    from realtime.streams import StreamState, StreamStatus, one_line
-    from realtime.streamset import StreamSet
+    from realtime.streams import StreamState
+    from realtime.streamset import StreamSet, check_sources
 
     input_size = (args.input_size, args.input_size) if args.input_size else None
     settings, source_settings = settings_from_args(args)
@@ -300,21 +288,7 @@ def run_headless(args: argparse.Namespace) -> int:
     specs = source_specs_of(args)
     lines = JsonLines()
     on_prediction, on_status = _reporters(specs, lines)
-    sources, failed = {}, {}
-    for spec in specs:
-        try:
-            source = open_source(spec.spec, source_settings)
-            sources[spec.name] = source
-            if not source.live:
-                # Fail fast on a bad file before the model loads. A live source opens only when
-                # its stream starts: what it buffered while the model loaded would be stale.
-                source.open()
-            else:
-                source.probe()  # a stream URL: is its server there at all? (cheap, before the model)
-        except SourceError as exc:
-            sources.pop(spec.name, None)
-            failed[spec.name] = StreamStatus(spec.name, StreamState.FAILED, one_line(exc), 0, time.monotonic())
-            on_status(failed[spec.name])
+    sources, failed = check_sources(specs, source_settings, on_status)
     if not sources:
         return EXIT_ERROR
 
@@ -378,40 +352,49 @@ def run_headless(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    """Serve the live page until Ctrl-C/SIGTERM. The model is prepared (loaded, and built into
-    the engine cache if need be) once here, and one runner is opened to fail fast with one error
-    line; each browser session then opens its own runner from it (ui.session says why), with
-    no export or compile."""
+    """Run the command line's streams on one shared engine and serve the page over them until
+    Ctrl-C/SIGTERM (ui.serve). Sources are checked first, as headless: one that fails is one
+    error line and the others go on (exit 2 when none is left); then the model is prepared
+    (loaded, and built into the engine cache if need be) and opened, once."""
     from building.load import prepare_model
+    from realtime.streamset import check_sources
     from ui.overlay import OverlaySettings
-    from ui.page import LivePage
-    from ui.session import SessionSettings
+    from ui.serve import serve_page
     from ui.settings import PageSettings
     from ui.sources import UrlPrefix
+    from ui.tabs import SessionLimits
+    from ui.views import ViewSettings
 
-    input_size = (args.input_size, args.input_size) if args.input_size else None
     for folder in args.allow_dir:
         if not folder.is_dir():
             raise SourceError(f"--allow-dir {folder}: no such directory")
-    default_source = source_specs_of(args)[0].spec  # the page runs one source per tab, for now
     allow_urls = tuple(UrlPrefix.parse(text) for text in args.allow_url)
     if args.share and args.auth is None:
         logger.warning("warning: --share without --auth: anyone with the public link can watch, upload "
-                       "videos and switch sources (add --auth USER:PASS)")
-
-    prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
-                             threads=args.threads, input_size=input_size)
-    with prepared.open():
-        pass
-    pipeline, source = settings_from_args(args)
-    session = SessionSettings(pipeline=pipeline, source=source, overlay=OverlaySettings(topk=args.topk))
-    page = LivePage(PageSettings(
-        model_path=args.model, default_source=default_source, host=args.host, port=args.port, share=args.share,
-        auth=args.auth, allow_dirs=tuple(d.resolve() for d in args.allow_dir), allow_urls=allow_urls,
-        max_upload_mb=args.max_upload_mb,
-        backend=prepared.backend, precision=prepared.precision, session=session), prepared.open)
+                       "videos and start sources (add --auth USER:PASS)")
+    pipeline, source_settings = settings_from_args(args)
+    batch, retry = batch_and_retry(args)
+    specs = source_specs_of(args)
+    sources, _ = check_sources(specs, source_settings, lambda failed: print(_failure(specs, failed), file=sys.stderr))
+    if not sources:
+        return EXIT_ERROR
+    settings = PageSettings(
+        model_path=args.model, host=args.host, port=args.port, share=args.share, auth=args.auth,
+        allow_dirs=tuple(d.resolve() for d in args.allow_dir), allow_urls=allow_urls,
+        max_upload_mb=args.max_upload_mb, backend=args.backend, source=source_settings,
+        views=ViewSettings(overlay=OverlaySettings(topk=args.topk)),
+        limits=SessionLimits(max_sessions=args.max_sessions, idle_s=args.session_idle_s))
+    input_size = (args.input_size, args.input_size) if args.input_size else None
     try:
-        page.serve(lambda line: print(line, flush=True))
+        backend = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                                threads=args.threads, input_size=input_size).open()
+    except BaseException:
+        for source in sources.values():
+            source.close()
+        raise
+    try:
+        serve_page(backend, [(spec, sources[spec.name]) for spec in specs if spec.name in sources], settings,
+                   pipeline, batch, retry, ready=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         pass
     return 0

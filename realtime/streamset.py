@@ -24,8 +24,8 @@ from realtime.batching import BatchSettings, BatchStats, SharedEngine
 from realtime.errors import PipelineError
 from realtime.messages import Prediction
 from realtime.pipeline import PipelineSettings
-from realtime.sources import Source
-from realtime.streams import RetryPolicy, Stream, StreamState, StreamStatus
+from realtime.sources import Source, SourceSettings, open_source
+from realtime.streams import RetryPolicy, Stream, StreamState, StreamStatus, one_line
 from twostream.errors import SourceError
 
 # A stream name: what may stand before '=' in 'name=spec'. No ':' or '/', so a URL or a path
@@ -98,6 +98,30 @@ def source_specs(sources: Sequence[str], sources_file: Path | None = None) -> tu
         seen[spec.name] = where
         specs.append(spec)
     return tuple(specs)
+
+
+def check_sources(specs: Sequence[SourceSpec], settings: SourceSettings = SourceSettings(),
+                  on_failed: Callable[[StreamStatus], None] | None = None
+                  ) -> tuple[dict[str, Source], dict[str, StreamStatus]]:
+    """Each spec's source, checked before slow setup (loading a model) -> ({name: Source},
+    {name: its FAILED StreamStatus}); ``on_failed`` hears of each failure as it happens. A file
+    or folder is opened (a bad one fails fast); a live source only probed (a URL's server: is it
+    there at all?), since what it buffered while a model loaded would be stale."""
+    sources: dict[str, Source] = {}
+    failed: dict[str, StreamStatus] = {}
+    for spec in specs:
+        try:
+            source = open_source(spec.spec, settings)
+            if source.live:
+                source.probe()
+            else:
+                source.open()
+            sources[spec.name] = source
+        except SourceError as exc:
+            failed[spec.name] = StreamStatus(spec.name, StreamState.FAILED, one_line(exc), 0, time.monotonic())
+            if on_failed is not None:
+                on_failed(failed[spec.name])
+    return sources, failed
 
 
 class StreamSet:

@@ -3,6 +3,7 @@ for every command and subcommand; a server address that is taken is found before
 
 from __future__ import annotations
 
+import platform
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 import app
 import bench
+import cli
 import build_engine
 import train
 
@@ -25,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
      "app.py"),
     (app.main, ["--port", "70000"], "error: argument --port: ports go up to 65535, got 70000", "app.py"),
     (app.main, ["--backend", "nope"], "error: argument --backend: invalid choice: 'nope'", "app.py"),
+    (app.main, ["--max-sessions", "-1"], "error: argument --max-sessions: must be >= 0, got -1", "app.py"),
+    (app.main, ["--session-idle-s", "0"], "error: argument --session-idle-s: must be > 0, got 0", "app.py"),
     (bench.main, ["--size", "big"], "error: argument --size: expected WIDTHxHEIGHT", "bench.py"),
     (build_engine.main, ["--model", "m.pt"], "error: the following arguments are required: --backend, --precision",
      "build_engine.py"),
@@ -81,3 +85,15 @@ def test_a_host_that_is_not_this_machine_is_one_line(host, words, capsys):
     assert app.main(["--host", host, "--model", "/nonexistent/model.pt"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and words in err, err
+
+
+def test_malloc_arenas_are_capped_unless_the_user_set_them(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cli.limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
+    assert cli.limit_malloc_arenas() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc: there is no arena cap to set")
+    assert cli.limit_malloc_arenas() is True

@@ -1,22 +1,24 @@
-"""The Gradio page: live annotated video, status line, stats panel, gesture event log, plots and
-source controls.
+"""The Gradio page: a grid of the process's streams, the one a tab watches large (live
+annotated video, status line, stats panel, gesture event log, plots), and the controls that
+start the tab's own source.
+
+Every tab WATCHES the streams the process runs (ui.serve starts them once, at server start):
+loading the page makes a record (ui.tabs) and starts nothing. A tab that starts its own source
+gets a session stream on the same shared engine, capped and reaped by ui.tabs; only its own tab
+sees it.
 
 Live video: an ``<img id='live-img' data-token=...>`` in a gr.HTML, whose picture a small
 script (ui/live_view.js, given to ``Blocks.launch(js=...)``) replaces with each new annotated
 frame, fetched one JPEG per short request from ui.routes (``/live/{token}.jpg?after=SEQ``,
 answered as soon as a newer frame exists, else 204 within half a second): no per-frame Gradio
-event, and no request held open for good. Stats and plots refresh on a gr.Timer, once a second.
-
-Sessions: each browser session (Gradio's session hash) gets its own LiveSession, made on page
-load and closed on unload (tab closed or reloaded), so a closed tab frees its pipeline and
-threads. ``/debug/sessions`` reports the live counts as JSON (tests use it). With --auth,
-those routes and Gradio's own (uploads included) need the page's login.
+event, and no request held open for good. The grid's thumbnails come the same way, about once
+a second each (``/thumb/{token}.jpg``). Everything else refreshes on a gr.Timer, once a second;
+that tick is also the tab's sign of life. ``/debug/sessions`` reports the counts as JSON. With
+--auth, those routes and Gradio's own (uploads included) need the page's login.
 """
 
 from __future__ import annotations
 
-import html
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,153 +26,137 @@ from typing import Callable
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from engines.base import Backend
-from realtime.sources import open_source
+from twostream.errors import RecognizerError
 from ui.eventlog import event_log_html
+from ui.grid import CSS as GRID_CSS
+from ui.grid import grid_html, status_html
 from ui.panel import model_summary, stats_html
 from ui.plots import latency_histogram_svg, probability_svg
 from ui.routes import LiveRoutes
-from ui.session import ERROR, EXPECTED_ERRORS, LiveSession, SessionStatus
 from ui.settings import PageSettings
 from ui.sources import DEMO, SOURCE_KINDS, UPLOAD, WEBCAM, SourcePolicy, source_from_controls
+from ui.tabs import Tabs, TabState
 
 LIVE_VIEW_JS = (Path(__file__).with_name("live_view.js")).read_text(encoding="utf-8")
 CSS = ("#live-view img {width: 640px; max-width: 100%; height: auto; background: #222}"
-       " #stats td, #stats th {padding: 1px 8px !important; font-size: 12px}")
-
-
-def _status_markdown(status: SessionStatus) -> str:
-    """One status line; ``data-state`` lets a test (or a user style) read the state."""
-    color = {"error": "#c62828", "running": "#2e7d32", "ended": "#555", "idle": "#555"}[status.state]
-    prefix = "<b>error:</b> " if status.state == "error" else ""
-    return (f"<span id='status-line' data-state='{status.state}' style='color:{color}'>{prefix}"
-            f"{html.escape(status.message)}</span>")
+       " #stats td, #stats th {padding: 1px 8px !important; font-size: 12px} " + GRID_CSS)
+# Errors building a source from the controls (a refused path or URL, a malformed one).
+EXPECTED_ERRORS = (RecognizerError, OSError, ValueError)
 
 
 class LivePage:
-    """Owns every browser session's LiveSession; builds the Blocks and the extra routes."""
+    """The Blocks, their callbacks and the extra routes, over ``tabs`` (the tabs' records and
+    the process's streams). ``engine`` describes the shared engine for the stats panel."""
 
-    def __init__(self, settings: PageSettings, open_backend: Callable[[], Backend]):
-        self.settings = settings
-        self._open_backend = open_backend
-        self._lock = threading.Lock()
-        self._sessions: dict[str, LiveSession] = {}  # by Gradio session hash
+    def __init__(self, settings: PageSettings, tabs: Tabs, engine: str):
+        self.settings, self.tabs, self.engine = settings, tabs, engine
         self.summary = model_summary(settings.model_path)
         self.policy = SourcePolicy(upload_dirs=(Path(get_upload_folder()),), allow_dirs=settings.allow_dirs,
                                    allow_urls=settings.allow_urls)
-        self.live_routes = LiveRoutes(self._by_token, self.counts, settings.live_wait_s)
+        self.live_routes = LiveRoutes(tabs.view, tabs.counts, settings.live_wait_s)
         self._demo: gr.Blocks | None = None
 
-    # ---- sessions --------------------------------------------------------------------------
-    def _session(self, request: gr.Request) -> LiveSession | None:
-        with self._lock:
-            return self._sessions.get(request.session_hash)
+    # ---- what a tab is shown ---------------------------------------------------------------
+    def render(self, state: TabState, sent: tuple | None) -> tuple:
+        """The outputs of every callback: grid, watch selector, live view, status, stats, event
+        log, probability plot, latency histogram, and what was sent (a gr.State). The selector
+        and the live view change only when the streams on offer or the watched one do, so a
+        tick neither resets a choice being made nor restarts the live view."""
+        views = self.tabs.views_of(state)
+        watched = next((v for v in views if v.name == state.watching), None)
+        choices = tuple((v.label, v.name) for v in views)
+        shown = (choices, state.watching, watched.token if watched is not None else None)
+        if shown != sent:
+            watch = gr.update(choices=list(choices), value=state.watching)
+            live = ("<p>no stream</p>" if watched is None else
+                    f"<img id='live-img' data-token='{watched.token}' data-stream='{watched.name}' "
+                    f"width='640' height='480' alt='live annotated video of {watched.label}'>")
+        else:
+            watch = live = gr.skip()
+        if watched is None:
+            stats, history, events = None, (), ()
+        else:
+            stats, history, events = watched.stats(), watched.stream.history(), watched.stream.events()
+        batches = self.tabs.streamset.stats()
+        engine = (f"{self.engine}, shared by {len(self.tabs.streamset.streams)} streams; mean batch "
+                  + " / ".join(f"{p.mean_batch:.1f}" for p in batches.parts) + f" (max {batches.max_batch})")
+        return (grid_html(views, state.watching), watch, live, status_html(watched, state.note),
+                stats_html(stats, engine, self.summary), event_log_html(events),
+                probability_svg(history, time.monotonic(), self.settings.plot_span_s),
+                latency_histogram_svg([p.latency_ms for p in history]), shown)
 
-    def _by_token(self, token: str) -> LiveSession | None:
-        with self._lock:
-            return next((s for s in self._sessions.values() if s.token == token), None)
-
-    def close_all(self) -> None:
-        with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            session.close()
-
-    def counts(self) -> dict:
-        """Live sessions, sessions with pipeline threads alive, and all threads of the process."""
-        with self._lock:
-            sessions = list(self._sessions.values())
-        return {"sessions": len(sessions), "pipelines": sum(s.running for s in sessions),
-                "threads": threading.active_count(),
-                "unjoined_threads": sum(len(s.unjoined_threads) for s in sessions)}
-
-    def open_session(self, session_hash: str) -> tuple[LiveSession, SessionStatus]:
-        """A new session under ``session_hash`` (replacing and closing one already there),
-        started on the default source."""
-        session = LiveSession(self._open_backend, self.settings.session)
-        with self._lock:
-            old = self._sessions.pop(session_hash, None)
-            # Registered before it starts, so an unload racing this load still finds it.
-            self._sessions[session_hash] = session
-        if old is not None:
-            old.close()
-        try:
-            status = session.switch(open_source(self.settings.default_source, self.settings.session.source))
-        except EXPECTED_ERRORS as exc:
-            status = SessionStatus(ERROR, str(exc))
-        return session, status
-
-    # ---- callbacks -------------------------------------------------------------------------
+    # ---- callbacks (``request.session_hash`` names the tab) --------------------------------
     def _on_load(self, request: gr.Request):
-        session, status = self.open_session(request.session_hash)
-        # No src: ui/live_view.js fills it with the session's frames, found by data-token.
-        live = (f"<img id='live-img' data-token='{session.token}' width='640' height='480' "
-                f"alt='live annotated video'>")
-        return live, _status_markdown(status)
+        return self.render(self.tabs.visit(request.session_hash), None)
 
-    def _on_unload(self, request: gr.Request) -> None:
-        with self._lock:
-            session = self._sessions.pop(request.session_hash, None)
-        if session is not None:
-            session.close()
+    def _on_tick(self, sent, request: gr.Request):
+        return self.render(self.tabs.visit(request.session_hash), sent)
 
-    def _on_tick(self, request: gr.Request):
-        session = self._session(request)
-        if session is None:
-            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page")), "", "", "", ""
-        history = session.history()
-        snapshot = session.stats()
-        stats = stats_html(snapshot, f"{session.backend_name} (requested: {self.settings.backend})",
-                           self.settings.precision, self.summary)
-        probs = probability_svg(history, time.monotonic(), self.settings.session.plot_span_s)
-        hist = latency_histogram_svg([p.latency_ms for p in history])
-        events = event_log_html(session.events())
-        return _status_markdown(session.status()), stats, events, probs, hist
+    def _on_watch(self, name: str, sent, request: gr.Request):
+        return self.render(self.tabs.watch(request.session_hash, name), sent)
 
-    def _on_switch(self, kind: str, text: str, upload: str | None, request: gr.Request) -> str:
-        session = self._session(request)
-        if session is None:
-            return _status_markdown(SessionStatus(ERROR, "session expired: reload the page"))
+    def start(self, key: str, kind: str, text: str, upload: str | None) -> TabState:
+        """Tab ``key`` asks for its own source from the controls: started, refused (the cap, a
+        path or URL not allowed, bad input: the tab's note says why) or, for the webcam, left to
+        its first frame."""
         if kind == WEBCAM:
-            return _status_markdown(SessionStatus(
-                "idle", "start the browser webcam below: its frames switch this session to it"))
+            return self.tabs.visit(key)  # the webcam's first frame starts it (push_webcam)
         try:
-            source = source_from_controls(kind, text, upload, self.policy, self.settings.session.source)
+            source = source_from_controls(kind, text, upload, self.policy, self.settings.source)
         except EXPECTED_ERRORS as exc:
-            return _status_markdown(session.refuse(str(exc)))
-        return _status_markdown(session.switch(source))
+            return self.tabs.note(key, str(exc))
+        return self.tabs.start_own(key, source)
 
-    def _on_upload(self, upload: str | None, request: gr.Request):
-        return UPLOAD, self._on_switch(UPLOAD, "", upload, request)
+    def _on_start(self, kind: str, text: str, upload: str | None, sent, request: gr.Request):
+        if kind == WEBCAM:
+            gr.Info("start the browser webcam below: its first frame starts your source")
+        return self.render(self.start(request.session_hash, kind, text, upload), sent)
+
+    def _on_upload(self, upload: str | None, sent, request: gr.Request):
+        return (UPLOAD, *self.render(self.start(request.session_hash, UPLOAD, "", upload), sent))
+
+    def _on_stop(self, sent, request: gr.Request):
+        return self.render(self.tabs.stop_own(request.session_hash), sent)
 
     def _on_webcam(self, rgb, request: gr.Request) -> None:
-        session = self._session(request)
-        if session is None or rgb is None:
+        if rgb is None:
             return
         try:
-            session.push_webcam(rgb)
+            self.tabs.push_webcam(request.session_hash, rgb)
         except EXPECTED_ERRORS:
-            pass  # a malformed frame: the status line shows the pipeline's own state
+            pass  # a malformed frame: the status line shows the stream's own state
+
+    def _on_unload(self, request: gr.Request) -> None:
+        self.tabs.close_tab(request.session_hash)
 
     # ---- layout ----------------------------------------------------------------------------
     def blocks(self) -> gr.Blocks:
+        limits = self.settings.limits
         with gr.Blocks(title="Two-stream live recognizer", analytics_enabled=False) as demo:
             gr.Markdown("## Two-stream action recognition, live")
+            grid = gr.HTML("starting…", elem_id="grid")
             with gr.Row():
                 with gr.Column(scale=3):
+                    watch = gr.Radio([], label="watch", elem_id="watch")
                     live = gr.HTML("<p>starting…</p>", elem_id="live-view")
                     status = gr.HTML("starting…", elem_id="status")
-                    with gr.Accordion("Source", open=True):
+                    with gr.Accordion("Your own source", open=True):
+                        gr.Markdown(f"Scored by this server beside its streams and seen by this tab only. At most "
+                                    f"{limits.max_sessions} tabs at once; closed when the tab closes, after "
+                                    f"{limits.idle_s:g} s without a sign of it, or {limits.idle_s:g} s after "
+                                    f"the source ends.", elem_id="own-note")
                         kind = gr.Radio(list(SOURCE_KINDS), value=DEMO, label="source", elem_id="source-kind")
                         text = gr.Textbox(label="camera index, a URL under --allow-url, or a path under --allow-dir",
                                           elem_id="source-text")
-                        go = gr.Button("Switch source", elem_id="switch-source")
-                        upload = gr.File(label="upload a video (switches to it)", file_types=["video"],
+                        with gr.Row():
+                            go = gr.Button("Start my source", elem_id="start-source")
+                            stop = gr.Button("Stop my source", elem_id="stop-source")
+                        upload = gr.File(label="upload a video (starts it as your source)", file_types=["video"],
                                          type="filepath", elem_id="upload")
                         # Ask for 640x480: browsers default to the camera's largest mode, and
                         # every frame is JPEG-encoded in the browser and decoded here.
                         webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
-                                          label="browser webcam (scored by this tab's own pipeline)",
+                                          label="browser webcam (its frames start your source)",
                                           webcam_options=gr.WebcamOptions(mirror=False, constraints={
                                               "video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}),
                                           elem_id="webcam")
@@ -179,14 +165,17 @@ class LivePage:
                     events = gr.HTML(elem_id="events")
                     probs = gr.HTML(elem_id="probs-plot")
                     hist = gr.HTML(elem_id="latency-plot")
+            sent = gr.State(None)
+            outputs = [grid, watch, live, status, stats, events, probs, hist, sent]
             timer = gr.Timer(self.settings.refresh_s)
-            demo.load(self._on_load, None, [live, status], concurrency_limit=None)
-            timer.tick(self._on_tick, None, [status, stats, events, probs, hist], concurrency_limit=None,
-                       show_progress="hidden")
-            go.click(self._on_switch, [kind, text, upload], [status], concurrency_limit=None)
-            upload.upload(self._on_upload, [upload], [kind, status], concurrency_limit=None)
-            webcam.stream(self._on_webcam, [webcam], None, stream_every=self.settings.webcam_every_s,
-                          concurrency_limit=None, show_progress="hidden")
+            quiet = {"concurrency_limit": None, "show_progress": "hidden"}
+            demo.load(self._on_load, None, outputs, **quiet)
+            timer.tick(self._on_tick, [sent], outputs, **quiet)
+            watch.input(self._on_watch, [watch, sent], outputs, **quiet)
+            go.click(self._on_start, [kind, text, upload, sent], outputs, **quiet)
+            stop.click(self._on_stop, [sent], outputs, **quiet)
+            upload.upload(self._on_upload, [upload, sent], [kind, *outputs], **quiet)
+            webcam.stream(self._on_webcam, [webcam], None, stream_every=self.settings.webcam_every_s, **quiet)
             demo.unload(self._on_unload)
         return demo
 
@@ -205,9 +194,10 @@ class LivePage:
         return local_url + (f" and {share_url}" if share_url else "")
 
     def close(self) -> None:
-        """Close every session (stop and join their threads), then stop the server."""
+        """Close every tab's own stream, then stop the server (the process's streams are the
+        caller's: ui.serve)."""
         try:
-            self.close_all()
+            self.tabs.close()
         finally:
             if self._demo is not None:
                 self._demo.close()

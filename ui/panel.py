@@ -37,8 +37,9 @@ def model_summary(model_path: Path) -> str:
     return "\n".join(picked) if picked else card.read_text(encoding="utf-8").splitlines()[0]
 
 
-def stats_html(snapshot: StatsSnapshot | None, backend: str, precision: str, summary: str) -> str:
-    """The stats panel. ``snapshot`` None: nothing is running yet."""
+def stats_html(snapshot: StatsSnapshot | None, engine: str, summary: str) -> str:
+    """The stats panel of one stream. ``snapshot`` None: no stream; ``engine`` says what
+    scores it (one line)."""
     rows = []
     if snapshot is not None:
         for name in StageTimes.NAMES:
@@ -53,11 +54,11 @@ def stats_html(snapshot: StatsSnapshot | None, backend: str, precision: str, sum
                  f"<tr><td>dropped frames</td><td colspan=2>{snapshot.dropped}</td></tr>"
                  f"<tr><td>live accuracy</td><td colspan=2>{acc}</td></tr>")
     else:
-        rates = "<tr><td colspan=3>no pipeline running</td></tr>"
+        rates = "<tr><td colspan=3>no stream</td></tr>"
     card = html.escape(summary).replace("\n", "<br>")
     return ("<div id='stats-panel'><table style='font-size:13px'>"
             "<tr><th>stage</th><th>p50 ms</th><th>p95 ms</th></tr>"
             + "".join(rows) + rates
-            + f"<tr><td>backend</td><td colspan=2>{html.escape(backend)} {html.escape(precision)}</td></tr>"
+            + f"<tr><td>engine</td><td colspan=2 id='engine'>{html.escape(engine)}</td></tr>"
             "</table>"
             f"<p style='font-size:12px;color:#555'>{card}</p></div>")

@@ -1,10 +1,12 @@
 """The page's own HTTP routes, served beside Gradio's on the same app, and the login they share
 with the page.
 
-    GET /live/{token}.jpg?after=SEQ   the session's newest annotated frame, one JPEG, as soon as
+    GET /live/{token}.jpg?after=SEQ   the stream's newest annotated frame, one JPEG, as soon as
                                       its sequence number (header X-Frame-Seq) is above SEQ; 204
                                       when none came within ``wait_s``; 404 for an unknown token
-    GET /debug/sessions               the live counts of ui.page.LivePage.counts, as JSON
+    GET /thumb/{token}.jpg?after=SEQ  the stream's grid thumbnail, at once: 200 when one newer
+                                      than SEQ exists (X-Frame-Seq), else 204
+    GET /debug/sessions               tabs, session and process streams, threads: ui.tabs.Tabs.counts
 
 The live view is short requests, one at a time per tab (ui/live_view.js loops over them), so a
 tab holds no connection open between frames; an endless MJPEG response per tab exhausted the
@@ -28,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ui.session import LiveSession
+from ui.views import StreamView
 
 LOGIN_CHECK_PATH = API_PREFIX + "/login_check"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -69,52 +71,70 @@ async def login_refusal(request: Request) -> Response | None:
                              status_code=503)
 
 
-async def next_jpeg(session: LiveSession, after: int, wait_s: float) -> tuple[int, bytes] | None:
-    """(seq, JPEG) of the session's newest annotated frame once seq > ``after``; None when no
-    new frame came within ``wait_s`` or the session closed. Waiting happens in the event loop;
-    only the encode (once per frame, whoever asks first: LiveSession.frame_jpeg) takes a worker
+async def next_jpeg(view: StreamView, after: int, wait_s: float) -> tuple[int, bytes] | None:
+    """(seq, JPEG) of the stream's newest annotated frame once seq > ``after``; None when no
+    new frame came within ``wait_s`` or the view closed. Waiting happens in the event loop;
+    only the encode (once per frame, whoever asks first: StreamView.frame_jpeg) takes a worker
     thread, because that pool is shared with Gradio's callbacks and idle viewers must not hold
     its threads."""
-    # A seq from before the session restarted its count would wait for ever; any new frame will do.
-    after = min(after, session.jpeg_seq)
+    # A seq from before the view restarted its count would wait for ever; any new frame will do.
+    after = min(after, view.jpeg_seq)
     deadline = time.monotonic() + wait_s
-    while not session.closed:
-        if session.frame_pending() or session.jpeg_seq > after:
-            got = await anyio.to_thread.run_sync(session.frame_jpeg, after, 0.0)
+    while not view.closed:
+        if view.frame_pending() or view.jpeg_seq > after:
+            got = await anyio.to_thread.run_sync(view.frame_jpeg, after, 0.0)
             if got is not None:
                 return got
         if time.monotonic() >= deadline:
             return None
-        await asyncio.sleep(session.settings.poll_s)
+        await asyncio.sleep(view.settings.poll_s)
     return None
 
 
 class LiveRoutes:
-    """The routes above. ``by_token`` finds a session by its live-view token; ``counts`` gives
+    """The routes above. ``by_token`` finds a stream's view by its token; ``counts`` gives
     the /debug/sessions JSON; ``wait_s``: how long a frame request waits before its 204."""
 
-    def __init__(self, by_token: Callable[[str], LiveSession | None], counts: Callable[[], dict],
+    def __init__(self, by_token: Callable[[str], StreamView | None], counts: Callable[[], dict],
                  wait_s: float = 0.5):
         self._by_token = by_token
         self._counts = counts
         self.wait_s = wait_s
 
-    async def frame(self, request: Request) -> Response:
+    async def _view(self, request: Request) -> tuple[StreamView | None, int, Response | None]:
+        """The view and the ``after`` a frame request names, or the response refusing it."""
         refused = await login_refusal(request)
         if refused is not None:
-            return refused
-        session = self._by_token(request.path_params["token"])
-        if session is None:
-            return PlainTextResponse("no such live view (session closed?)", status_code=404)
+            return None, 0, refused
+        view = self._by_token(request.path_params["token"])
+        if view is None:
+            return None, 0, PlainTextResponse("no such live view (stream closed?)", status_code=404)
         try:
             after = int(request.query_params.get("after", "0"))
         except ValueError:
-            return PlainTextResponse("after must be a whole number (the last X-Frame-Seq seen)", status_code=400)
-        got = await next_jpeg(session, after, self.wait_s)
+            return None, 0, PlainTextResponse("after must be a whole number (the last X-Frame-Seq seen)",
+                                              status_code=400)
+        view.last_request = time.monotonic()  # a sign of the tab that watches it
+        return view, after, None
+
+    @staticmethod
+    def _jpeg(got: tuple[int, bytes] | None) -> Response:
         if got is None:
             return Response(status_code=204, headers=NO_STORE)
         seq, jpeg = got
         return Response(jpeg, media_type="image/jpeg", headers={**NO_STORE, "X-Frame-Seq": str(seq)})
+
+    async def frame(self, request: Request) -> Response:
+        view, after, refused = await self._view(request)
+        if refused is not None:
+            return refused
+        return self._jpeg(await next_jpeg(view, after, self.wait_s))
+
+    async def thumb(self, request: Request) -> Response:
+        view, after, refused = await self._view(request)
+        if refused is not None:
+            return refused
+        return self._jpeg(await anyio.to_thread.run_sync(view.thumbnail, after))
 
     async def debug(self, request: Request) -> Response:
         refused = await login_refusal(request)
@@ -123,4 +143,5 @@ class LiveRoutes:
         return JSONResponse(self._counts())
 
     def routes(self) -> list[Route]:
-        return [Route("/live/{token}.jpg", self.frame), Route("/debug/sessions", self.debug)]
+        return [Route("/live/{token}.jpg", self.frame), Route("/thumb/{token}.jpg", self.thumb),
+                Route("/debug/sessions", self.debug)]

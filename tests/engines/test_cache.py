@@ -1,5 +1,5 @@
 """Build once, run cheap: a model file is exported and compiled once per (bytes, backend,
-precision, tools) into the engine cache; later starts and every extra runner (a browser tab)
+precision, tools) into the engine cache; later starts and every extra runner
 only open the cached files. Plus the one table of backends and precisions."""
 
 from __future__ import annotations

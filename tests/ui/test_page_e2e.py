@@ -1,5 +1,9 @@
-"""The live page end to end, in a real browser: `python app.py --source demo --port N` as a
-subprocess, driven by Playwright with Debian's chromium.
+"""The live page end to end, in a real browser: `python app.py --source lobby=demo --source
+clip=FILE --port N` as a subprocess, driven by Playwright with Debian's chromium.
+
+Every tab watches the server's two streams (the grid shows both; the live view the one it
+selects); a tab's own source (upload, URL, webcam) is a session stream, capped by
+--max-sessions and freed when the tab closes.
 
 Frames are counted in the browser: a requestAnimationFrame loop draws the live <img> (whose
 picture ui/live_view.js replaces with each JPEG it fetches) into a small canvas and counts
@@ -78,8 +82,7 @@ class Server:
     def __init__(self, model: Path, port: int, *options: str):
         self.url = f"http://127.0.0.1:{port}/"
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--source", "demo", "--port", str(port), "--model", str(model),
-             *options],
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", str(model), *options],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -124,12 +127,15 @@ def _wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
 
 # A URL the page may open (nothing listens on port 9): its refusal and its connection error differ.
 ALLOWED_URL_PREFIX = "http://127.0.0.1:9/allowed"
+# The status line of a tab that watches the server's demo stream.
+WATCHING_LOBBY = "live: lobby: demo gesture stream"
 
 
 @pytest.fixture(scope="module")
-def server(ui_model_path):
+def server(ui_model_path, gesture_clip):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    srv = Server(ui_model_path, _free_port(), "--allow-url", ALLOWED_URL_PREFIX)
+    srv = Server(ui_model_path, _free_port(), "--source", "lobby=demo", "--source", f"clip={gesture_clip}",
+                 "--allow-url", ALLOWED_URL_PREFIX, "--max-sessions", "2")
     try:
         srv.wait_ready()
         yield srv
@@ -153,13 +159,56 @@ def _open(browser, server):
     page = context.new_page()
     page.goto(server.url)
     page.wait_for_selector("#live-img", timeout=60_000)
-    page.wait_for_selector("#status-line[data-state='running']", timeout=60_000)
+    page.wait_for_selector("#status-line[data-state='live']", timeout=60_000)
     return context, page
 
 
 def _status(page) -> tuple[str, str]:
     line = page.locator("#status-line")
     return line.get_attribute("data-state"), line.inner_text()
+
+
+def _wait_status(page, pattern: str, timeout: float = 60_000) -> tuple[str, str]:
+    """Wait until the status line matches the regular expression ``pattern``."""
+    page.wait_for_function(
+        "(want) => new RegExp(want).test(document.querySelector('#status-line')?.innerText || '')",
+        arg=pattern, timeout=timeout)
+    return _status(page)
+
+
+def _start(page, kind: str, text: str = "") -> None:
+    """Ask for an own source from the controls."""
+    page.get_by_label(kind).check()
+    page.locator("#source-text textarea, #source-text input").first.fill(text)
+    page.locator("#start-source").click()
+
+
+def test_the_grid_shows_both_streams_and_a_tab_picks_one(browser, server):
+    context, page = _open(browser, server)
+    try:
+        cards = page.locator("#stream-grid .stream-card")
+        assert cards.count() == 2
+        assert [cards.nth(i).get_attribute("data-stream") for i in range(2)] == ["lobby", "clip"]
+        assert cards.nth(0).get_attribute("data-state") == "live"
+        page.wait_for_selector(".stream-card[data-stream='clip'][data-state='ended']", timeout=60_000)
+        assert "predictions" in cards.nth(1).inner_text() and "video file" in cards.nth(1).inner_text()
+        # Both thumbnails are painted, and stay painted across the grid's refreshes.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)",
+            timeout=30_000)
+        time.sleep(2.5)
+        assert page.evaluate("() => [...document.querySelectorAll('img.thumb')].every(i => i.naturalWidth > 0)")
+        token = page.locator("#live-img").get_attribute("data-token")
+        page.locator("#watch").get_by_label("clip").check()
+        state, line = _wait_status(page, "^ended: clip: video file .* after [1-9]")
+        assert state == "ended", line
+        assert page.locator("#live-img").get_attribute("data-token") != token
+        page.wait_for_selector(".stream-card[data-stream='clip'][data-selected]")
+        page.screenshot(path=str(ARTIFACTS / "grid_clip.png"))
+        counts = server.counts()
+        assert counts["process_streams"] == 2 and counts["tabs"] >= 1
+    finally:
+        context.close()
 
 
 def test_live_view_fps_stats_and_plots(browser, server):
@@ -188,12 +237,13 @@ def test_live_view_fps_stats_and_plots(browser, server):
         (ARTIFACTS / "fps.txt").write_text(f"{fps:.2f} (windows, browser and source fps: {windows})\n")
         assert fps >= min(20.0, 0.85 * input_fps), f"the browser fell behind the source: {windows}"
         assert page.evaluate("() => document.getElementById('live-img').naturalWidth") == 640
-        # Hundreds of frames came as object URLs; all but the one on screen (and one decoding) are revoked.
-        assert page.evaluate("() => window.__objectUrls") <= 2
+        # Hundreds of frames came as object URLs; all but the one on screen (and one decoding)
+        # are revoked, and the same for each of the two thumbnails.
+        assert page.evaluate("() => window.__objectUrls") <= 2 + 2 * 2
         stats_after = page.locator("#stats").inner_text()
         assert stats_after != stats_before, "stats panel did not update"
         for needle in ("decode", "flow", "spatial tower", "temporal tower", "fusion head", "end to end",
-                       "input fps", "scored fps", "dropped frames", "backend"):
+                       "input fps", "scored fps", "dropped frames", "engine", "shared by 2 streams"):
             assert needle in stats_after
         assert page.locator("#probs-plot").inner_html() != plot_before, "probability plot did not update"
         assert page.locator("#latency-plot rect").count() > 1, "latency histogram has no bars"
@@ -207,13 +257,10 @@ def test_uploaded_clip_gets_predictions(browser, server, gesture_clip):
     context, page = _open(browser, server)
     try:
         page.locator("#upload input[type=file]").set_input_files(str(gesture_clip))
-        page.wait_for_function(
-            "() => /finished: video file .* ended after [1-9]/.test("
-            "document.querySelector('#status-line')?.innerText || '')", timeout=90_000)
-        state, text = _status(page)
+        state, text = _wait_status(page, "^ended: your source: video file .* after [1-9]", 90_000)
         assert state == "ended", text
-        predictions = int(re.search(r"ended after (\d+) predictions", text).group(1))
-        assert predictions > 0
+        assert int(re.search(r"after (\d+) predictions", text).group(1)) > 0
+        assert page.locator("#stream-grid .stream-card").count() == 3  # the server's two, and its own
         page.screenshot(path=str(ARTIFACTS / "uploaded_clip.png"))
     finally:
         context.close()
@@ -224,87 +271,87 @@ def test_bad_inputs_show_errors_and_server_lives(browser, server, tmp_path):
     garbage_clip.write_bytes(bytes(range(256)) * 200)
     context, page = _open(browser, server)
     try:
-        cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing",
+        cases = (("RTSP/HTTP URL", "http://127.0.0.1:9/nothing", "error",
                   "refused stream 'http://127.0.0.1:9/nothing': not under an --allow-url prefix"),
-                 ("RTSP/HTTP URL", "http://127.0.0.1.evil.com:9/allowed", "refused stream"),
-                 ("RTSP/HTTP URL", f"{ALLOWED_URL_PREFIX}/cam", f"stream '{ALLOWED_URL_PREFIX}/cam'"),
-                 ("server path (--allow-dir)", "/etc/passwd", "refused '/etc/passwd'"),
-                 ("RTSP/HTTP URL", "file:///etc/passwd", "not a stream URL"))
-        for kind, text, expected in cases:
-            page.get_by_label(kind).check()
-            page.locator("#source-text textarea, #source-text input").first.fill(text)
-            page.locator("#switch-source").click()
+                 ("RTSP/HTTP URL", "http://127.0.0.1.evil.com:9/allowed", "error", "refused stream"),
+                 ("RTSP/HTTP URL", f"{ALLOWED_URL_PREFIX}/cam", "failed", f"stream '{ALLOWED_URL_PREFIX}/cam'"),
+                 ("server path (--allow-dir)", "/etc/passwd", "error", "refused '/etc/passwd'"),
+                 ("RTSP/HTTP URL", "file:///etc/passwd", "error", "not a stream URL"))
+        for kind, text, want_state, expected in cases:
+            _start(page, kind, text)
             page.wait_for_function(
-                "(want) => (document.querySelector('#status-line')?.innerText || '').includes(want)",
-                arg=expected, timeout=60_000)
+                "([state, text]) => { const line = document.querySelector('#status-line');"
+                " return line?.dataset.state === state && line.innerText.includes(text); }",
+                arg=[want_state, expected], timeout=60_000)
             state, line = _status(page)
-            assert state == "error", line
             if text.startswith(ALLOWED_URL_PREFIX):
-                assert "refused" not in line, line  # allowed: it tried, and the connection failed
+                # Allowed: it tried as the tab's own stream, and the connection failed.
+                assert "refused stream" not in line and "connection refused by 127.0.0.1:9" in line, line
             if "refused" in expected:
                 time.sleep(2.5)  # two refreshes of the status line: the refusal stays
                 assert expected in _status(page)[1]
         page.screenshot(path=str(ARTIFACTS / "bad_url.png"))
         page.locator("#upload input[type=file]").set_input_files(str(garbage_clip))
-        page.wait_for_function(
-            "() => (document.querySelector('#status-line')?.innerText || '').includes('cannot open video file')",
-            timeout=60_000)
-        assert _status(page)[0] == "error"
+        state, _ = _wait_status(page, "cannot open video file")
+        assert state == "failed"
         assert server.alive()
-        assert server.counts()["sessions"] >= 1
-        # The page still works after the errors: back to the demo.
-        page.get_by_label("demo").check()
-        page.locator("#switch-source").click()
-        page.wait_for_selector("#status-line[data-state='running']", timeout=60_000)
+        assert server.counts()["tabs"] >= 1
+        # The page still works after the errors: back to the server's stream.
+        page.locator("#stop-source").click()
+        _wait_status(page, f"^{WATCHING_LOBBY}")
     finally:
         context.close()
 
 
-def test_browser_webcam_is_scored_by_the_sessions_own_pipeline(browser, server):
+def test_browser_webcam_is_scored_as_the_tabs_own_source(browser, server):
     context, page = _open(browser, server)
     other_context, other = _open(browser, server)
     try:
         page.get_by_text("Click to Access Webcam").click()
         page.locator("#webcam button", has_text="Record").click()
-        page.wait_for_function(
-            "() => (document.querySelector('#status-line')?.innerText || '').includes('browser webcam')",
-            timeout=60_000)
+        _wait_status(page, "^live: your source: browser webcam")
         page.wait_for_function(
             "() => { const m = /(\\d+) \\/ (\\d+)/.exec(document.querySelector('#counts')?.innerText || '');"
             " return m && Number(m[2]) > 5; }", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "webcam.png"))
-        # Sessions are isolated: the other tab still watches its own demo stream.
-        assert "demo gesture stream" in _status(other)[1]
+        # Tabs are isolated: the other tab still watches the server's stream, and has no card of it.
+        assert WATCHING_LOBBY in _status(other)[1]
+        assert other.locator("#stream-grid .stream-card").count() == 2
     finally:
         context.close()
         other_context.close()
 
 
-def test_closed_tabs_free_their_pipelines_and_threads(browser, server):
-    _wait_until(lambda: server.counts()["sessions"] == 0, 30, "earlier tabs' sessions to close")
+def test_closed_tabs_free_their_session_streams(browser, server, gesture_clip):
+    _wait_until(lambda: server.counts()["session_streams"] == 0, 60, "earlier tabs' session streams to close")
     baseline = server.counts()
     tabs = [_open(browser, server) for _ in range(3)]
+    for _, page in tabs[:2]:
+        _start(page, "demo")
+        _wait_status(page, "^live: your source: demo gesture stream")
     opened = server.counts()
-    assert opened["sessions"] == baseline["sessions"] + 3
-    assert opened["pipelines"] == baseline["pipelines"] + 3
+    assert opened["session_streams"] == 2 and opened["tabs"] >= 3
+    _start(tabs[2][1], "demo")  # past --max-sessions 2: refused, and told why
+    state, line = _wait_status(tabs[2][1], "--max-sessions 2")
+    assert state == "error" and "refused: 2 of 2 own-source sessions are in use" in line
     for context, _ in tabs:
         context.close()
     # Idle request-pool threads of the web server linger a few seconds after use, hence polling.
-    after = _wait_until(lambda: (c := server.counts())["pipelines"] == baseline["pipelines"]
-                        and c["sessions"] == baseline["sessions"] and c["threads"] <= baseline["threads"] and c,
-                        45, f"pipelines and threads back to baseline {baseline} (now {server.counts()})")
-    assert after["unjoined_threads"] == 0
+    after = _wait_until(lambda: (c := server.counts())["session_streams"] == 0
+                        and c["sessions_closed"] >= baseline["sessions_closed"] + 2
+                        and c["threads"] <= baseline["threads"] and c,
+                        45, f"session streams and threads back to baseline {baseline} (now {server.counts()})")
+    assert after["unjoined_threads"] == 0 and after["process_streams"] == 2
     assert server.alive()
-
 
 
 @pytest.mark.slow
 def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server):
     """The tabs of one browser share its connections to the server (six per host over
-    HTTP/1.1); the live view must leave enough free that a fourth tab still gets its frames
-    and its predictions (Gradio's events). With an endless MJPEG response per tab the third
-    never got a prediction."""
-    _wait_until(lambda: server.counts()["sessions"] == 0, 30, "earlier tabs' sessions to close")
+    HTTP/1.1); the live view and the thumbnails must leave enough free that a fourth tab still
+    gets its frames and its predictions (Gradio's events). With an endless MJPEG response per
+    tab the third never got a prediction. Watching costs the server no stream of its own."""
+    before = server.counts()
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     try:
         tabs = []
@@ -316,7 +363,6 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
             tab.wait_for_selector("#live-img", timeout=90_000)
             tab.evaluate(COUNT_FRAMES_JS)
         last = tabs[-1]
-        # Four pipelines share two cores here, so each is slow: count frames, not their rate.
         last.wait_for_function("() => window.__frames >= 10", timeout=90_000)
         last.wait_for_function(
             "() => { const m = /(\\d+) \\/ (\\d+)/.exec(document.querySelector('#counts')?.innerText || '');"
@@ -324,7 +370,9 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
         last.wait_for_function("() => document.querySelector('#probs-plot polyline') !== null", timeout=60_000)
         frames = [tab.evaluate("() => window.__frames") for tab in tabs]
         assert all(n > 0 for n in frames), f"a tab got no frame: {frames}"
-        assert server.counts()["sessions"] == 4
+        counts = server.counts()
+        assert counts["tabs"] >= before["tabs"] + 4 and counts["session_streams"] == before["session_streams"]
+        assert counts["process_streams"] == 2
         last.screenshot(path=str(ARTIFACTS / "fourth_tab.png"))
     finally:
         context.close()
@@ -332,7 +380,7 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
 
 @pytest.fixture(scope="module")
 def auth_server(ui_model_path):
-    srv = Server(ui_model_path, _free_port(), "--auth", "me:a secret")
+    srv = Server(ui_model_path, _free_port(), "--source", "demo", "--auth", "me:a secret")
     try:
         srv.wait_ready()
         yield srv
@@ -342,7 +390,7 @@ def auth_server(ui_model_path):
 
 @pytest.mark.slow
 def test_with_auth_the_live_view_needs_the_login_and_then_works(browser, auth_server):
-    for path in ("debug/sessions", "live/anything.jpg"):
+    for path in ("debug/sessions", "live/anything.jpg", "thumb/anything.jpg"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(auth_server.url + path, timeout=10)
         assert refused.value.code == 401
@@ -356,6 +404,7 @@ def test_with_auth_the_live_view_needs_the_login_and_then_works(browser, auth_se
         page.wait_for_selector("#live-img", timeout=60_000)
         page.evaluate(COUNT_FRAMES_JS)
         page.wait_for_function("() => window.__frames >= 10", timeout=60_000)  # the fetches carry the login
+        page.wait_for_function("() => document.querySelector('img.thumb')?.naturalWidth > 0", timeout=30_000)
         token = page.locator("#live-img").get_attribute("data-token")
         with pytest.raises(urllib.error.HTTPError) as refused:  # the token alone is not enough
             urllib.request.urlopen(f"{auth_server.url}live/{token}.jpg", timeout=10)

@@ -1,5 +1,6 @@
 """app.py's page options at start, before any model loads: --share without --auth warns on
-stderr (one line); a bad --allow-url is one error line and exit status 2."""
+stderr (one line); a bad --allow-url is one error line and exit status 2; a --source that fails
+its check is one error line naming the stream, and with none left the page does not start."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ def test_share_without_auth_warns_and_bad_allow_url_is_one_error(tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --allow-url rtsp://cam.local.evil.com:port/: malformed URL"), \
         bad.stderr
+
+
+def test_a_source_that_fails_its_check_is_one_line_and_none_left_is_exit_2(tmp_path):
+    missing = tmp_path / "missing.pt"
+    alone = _app("--source", "door=/nonexistent/x.mp4", "--model", str(missing))
+    assert alone.returncode == 2
+    assert alone.stderr.strip().splitlines() == ["error: stream door: cannot open video file "
+                                                 "'/nonexistent/x.mp4': no such file"], alone.stderr
+    # One bad source of two: its line, and the start goes on (to the model, missing here).
+    two = _app("--source", "door=/nonexistent/x.mp4", "--source", "demo", "--model", str(missing))
+    lines = two.stderr.strip().splitlines()
+    assert two.returncode == 2 and len(lines) == 2, two.stderr
+    assert lines[0].startswith("error: stream door: ") and "missing.pt" in lines[1]

@@ -18,5 +18,5 @@ def test_the_panel_has_a_row_for_each_figure_and_the_capture_lag():
                                    times=StageTimes(1.0, 2.0, 3.0, 4.0, 5.0, 80.0, 30.0), dropped=7))
     snapshot = stats.snapshot(dropped=7)
     assert snapshot.stage("lag").p50 == 30.0 and snapshot.stage("total").p50 == 80.0
-    page = stats_html(snapshot, "torch", "fp32", "a model")
+    page = stats_html(snapshot, "torch fp32", "a model")
     assert "capture lag" in page and "<td>30.0</td>" in page and "<td>80.0</td>" in page
