@@ -29,20 +29,15 @@ A live URL or camera that drops or stalls is reopened with backoff (0.5 s growin
 --retry-max-s, with jitter), forever or --max-retries times; its windows start afresh after
 the gap. Files and folders end at their end; --max-frames counts per stream.
 
-Each line has: stream (its name, or its index as a string when unnamed), frame (capture index
-of the window's newest frame), window_start (its oldest frame), t_capture and t_scored
-(time.monotonic() seconds), label, score, topk ([label, p] best first), latency_ms (per-stage
-ms of the newest frame, and total = glass to label, from when the frame was due), lag_ms (how
-late the capture read it: a --realtime file read slower than its fps; 0 for a camera or URL),
-dropped (frames the stream dropped so far, and skipped to catch up) and active (the label of the gesture event going on after this window, null: none). The window where an event starts or ends also has event: {type:
-"start" | "end", label, start_frame, end_frame (null on a start), peak_score}; the model file's
-event policy (train.py tune-events) says when windows become events. A source that knows the
-truth (demo) adds true_label, window_pure (all frames of the window in one gesture) and the
-running accuracy over such windows. Whenever a stream's state changes, a status line says so:
-{"stream", "status": connecting | live | reconnecting | ended | failed, "error" (the last
-error line, or null), "reconnects", "t" (time.monotonic())}. At the end, stderr has one
-'engine: {...}' line (the backend and its batching statistics), then one 'summary: {...}' line
-per stream (its stats, state, error and reconnects).
+Each line has: stream (its name, or its index), frame and window_start (capture indices of the
+window's newest and oldest frames), t_capture and t_scored (time.monotonic() s), label, score,
+topk ([label, p] best first), latency_ms (per stage, and total = glass to label, from when the
+frame was due), lag_ms (how late the capture read it), dropped, and active (the gesture event
+going on, or null); a window where an event starts or ends has event: {type: "start" | "end",
+label, start_frame, end_frame, peak_score}; the demo adds true_label, window_pure and the
+running accuracy. A stream's state change is a line of its own: {"stream", "status": connecting
+| live | reconnecting | ended | failed, "error", "reconnects", "t"}. At the end, stderr has an
+'engine: {...}' line (backend, batching) and a 'summary: {...}' line per stream.
 
 End of file, --max-frames, Ctrl-C and SIGTERM stop it cleanly (exit 0). A stream that fails
 (an unreadable file, a bad URL, no such camera; a live source out of retries) writes one line,
@@ -71,10 +66,9 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of, limit_malloc_arenas  # noqa: E402
-from cli import verbosity  # noqa: E402
-from cli import at_least_one, frame_size, non_negative, non_negative_float, port_number  # noqa: E402
-from cli import positive_seconds, user_and_password  # noqa: E402
+from cli import CommandParser, JsonLines, check_port_free, configure_logging, default_of  # noqa: E402
+from cli import at_least_one, frame_size, limit_malloc_arenas, non_negative, non_negative_float  # noqa: E402
+from cli import port_number, positive_seconds, user_and_password, verbosity  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
@@ -184,13 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace):
-    """The command line mapped onto the runtime's settings -> (PipelineSettings, SourceSettings),
-    the same for the headless run, the page's streams and every tab's own source."""
+    """The command line mapped onto the runtime's settings -> (PipelineSettings, SourceSettings,
+    BatchSettings, RetryPolicy), the same for the headless run, the page's streams and every
+    tab's own source."""
+    from realtime.batching import BatchSettings
     from realtime.capture import CaptureSettings
     from realtime.flowstage import FlowSettings
     from realtime.pipeline import PipelineSettings
     from realtime.scorer import ScorerSettings
     from realtime.sources import SourceSettings
+    from realtime.streams import RetryPolicy
 
     input_size = (args.input_size, args.input_size) if args.input_size else None  # (H, W)
     pipeline = PipelineSettings(
@@ -200,7 +197,9 @@ def settings_from_args(args: argparse.Namespace):
         scorer=ScorerSettings(hop=args.hop, topk=args.topk))
     source = SourceSettings(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
                             folder_fps=args.fps, demo_seed=args.demo_seed, demo_size=args.demo_size)
-    return pipeline, source
+    initial = min(RetryPolicy().initial_s, args.retry_max_s)  # a cap below the first delay lowers it
+    return (pipeline, source, BatchSettings(max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms),
+            RetryPolicy(initial_s=initial, max_s=args.retry_max_s, max_retries=args.max_retries))
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -216,16 +215,6 @@ def _configure(args: argparse.Namespace) -> None:
     configure_logging(verbosity(args.quiet, args.verbose))
     torch.set_num_threads(args.threads)
     limit_malloc_arenas()
-
-
-def batch_and_retry(args: argparse.Namespace):
-    """The command line's batching policy and reconnect backoff -> (BatchSettings, RetryPolicy)."""
-    from realtime.batching import BatchSettings
-    from realtime.streams import RetryPolicy
-
-    initial = min(RetryPolicy().initial_s, args.retry_max_s)  # a cap below the first delay lowers it
-    return (BatchSettings(max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms),
-            RetryPolicy(initial_s=initial, max_s=args.retry_max_s, max_retries=args.max_retries))
 
 
 def source_specs_of(args: argparse.Namespace):
@@ -262,6 +251,21 @@ def _reporters(specs, lines: JsonLines):
     return on_prediction, on_status
 
 
+def _open_backend(args: argparse.Namespace, sources: dict):
+    """The model prepared (loaded, and built into the engine cache if need be) and opened, once,
+    for every stream; if that fails, the checked ``sources`` are closed."""
+    from building.load import prepare_model
+
+    input_size = (args.input_size, args.input_size) if args.input_size else None
+    try:
+        return prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
+                             threads=args.threads, input_size=input_size).open()
+    except BaseException:
+        for source in sources.values():
+            source.close()
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.no_ui:
         # First of all: a port that is taken must not cost the wait for the model to load.
@@ -276,39 +280,26 @@ def run_headless(args: argparse.Namespace) -> int:
     """Every named source as a supervised stream on one shared, batching engine (realtime.
     streamset); JSON lines on stdout, summaries on stderr. Exit 2 only if every stream failed."""
     # Imported here so --help is instant and import errors still become one line.
-    from building.load import prepare_model
     from realtime.records import summary_record
     from realtime.stats import PipelineStats
     from realtime.streams import StreamState
     from realtime.streamset import StreamSet, check_sources
 
-    input_size = (args.input_size, args.input_size) if args.input_size else None
-    settings, source_settings = settings_from_args(args)
-    batch, retry = batch_and_retry(args)
+    settings, source_settings, batch, retry = settings_from_args(args)
     specs = source_specs_of(args)
     lines = JsonLines()
     on_prediction, on_status = _reporters(specs, lines)
     sources, failed = check_sources(specs, source_settings, on_status)
     if not sources:
         return EXIT_ERROR
-
-    def close_sources() -> None:
-        for source in sources.values():
-            source.close()
-
-    try:
-        prepared = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
-                                 threads=args.threads, input_size=input_size)
-        backend = prepared.open()
-    except BaseException:
-        close_sources()
-        raise
+    backend = _open_backend(args, sources)
     try:
         streamset = StreamSet(backend, settings, batch=batch, retry=retry,
                               on_prediction=on_prediction, on_status=on_status)
     except BaseException:
         backend.close()
-        close_sources()
+        for source in sources.values():
+            source.close()
         raise
     for spec in specs:
         if spec.name in sources:
@@ -356,7 +347,6 @@ def run_ui(args: argparse.Namespace) -> int:
     Ctrl-C/SIGTERM (ui.serve). Sources are checked first, as headless: one that fails is one
     error line and the others go on (exit 2 when none is left); then the model is prepared
     (loaded, and built into the engine cache if need be) and opened, once."""
-    from building.load import prepare_model
     from realtime.streamset import check_sources
     from ui.overlay import OverlaySettings
     from ui.serve import serve_page
@@ -372,8 +362,7 @@ def run_ui(args: argparse.Namespace) -> int:
     if args.share and args.auth is None:
         logger.warning("warning: --share without --auth: anyone with the public link can watch, upload "
                        "videos and start sources (add --auth USER:PASS)")
-    pipeline, source_settings = settings_from_args(args)
-    batch, retry = batch_and_retry(args)
+    pipeline, source_settings, batch, retry = settings_from_args(args)
     specs = source_specs_of(args)
     sources, _ = check_sources(specs, source_settings, lambda failed: print(_failure(specs, failed), file=sys.stderr))
     if not sources:
@@ -384,14 +373,7 @@ def run_ui(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, backend=args.backend, source=source_settings,
         views=ViewSettings(overlay=OverlaySettings(topk=args.topk)),
         limits=SessionLimits(max_sessions=args.max_sessions, idle_s=args.session_idle_s))
-    input_size = (args.input_size, args.input_size) if args.input_size else None
-    try:
-        backend = prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
-                                threads=args.threads, input_size=input_size).open()
-    except BaseException:
-        for source in sources.values():
-            source.close()
-        raise
+    backend = _open_backend(args, sources)
     try:
         serve_page(backend, [(spec, sources[spec.name]) for spec in specs if spec.name in sources], settings,
                    pipeline, batch, retry, ready=lambda line: print(line, flush=True))
