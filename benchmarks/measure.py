@@ -124,8 +124,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    return {"cpu": model, "cores": os.cpu_count(), "load_average_at_start": load}
+    return {"cpu": model, "cores": os.cpu_count(), "load_average_at_start": load_average()}
+
+
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (None where the OS has none): other users' work
+    on a shared machine shows here, and every run reports it at its end."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 class Sampler:

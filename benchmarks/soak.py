@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Callable
 
 from benchmarks.clips import ClipSet
-from benchmarks.measure import LatencyLog, Sampler, hold, latency_summary, warm_up
+from benchmarks.measure import LatencyLog, Sampler, hold, latency_summary, load_average, warm_up
 from engines.base import Backend
 from realtime.errors import PipelineError
 from realtime.pipeline import PipelineSettings
@@ -57,7 +57,7 @@ def run_fast(open_backend: Callable[[], Backend], clips: ClipSet, *, warmup_s: f
     elapsed = t1 - t0
     report = {"clip": description, "frames": frames1, "frames_after_warmup": frames1 - frames0,
               "seconds_after_warmup": round(elapsed, 2), "scored_fps": round((scored1 - scored0) / elapsed, 2),
-              "rss": sampler.summary()}
+              "rss": sampler.summary(), "load_average_at_end": load_average()}
     if unjoined:
         report["threads_not_joined"] = list(unjoined)
     return report
@@ -107,7 +107,7 @@ def run_overload(open_backend: Callable[[], Backend], clips: ClipSet, factor: fl
               "seconds": round(t1 - t0, 2), "frames_offered": frames, "drops": timeline[-1][1],
               "scored_fps": round(len(log.between(t0, t1)) / (t1 - t0), 2),
               "first_10s": window(t0, min(t0 + SLICE_S, t1)), "last_10s": window(max(t0, t1 - SLICE_S), t1),
-              "whole_run": window(t0, t1), "slices": slices}
+              "whole_run": window(t0, t1), "slices": slices, "load_average_at_end": load_average()}
     if log.overflow:
         report["predictions_not_logged"] = log.overflow
     if unjoined:

@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 
 from benchmarks.clips import ClipSet
-from benchmarks.measure import LatencyLog, Sampler, batch_sizes, hold, latency_summary, spread, warm_up
+from benchmarks.measure import (LatencyLog, Sampler, batch_sizes, hold, latency_summary, load_average, spread,
+                                warm_up)
 from engines.base import Backend
 from realtime.batching import BatchSettings
 from realtime.errors import PipelineError
@@ -122,6 +123,7 @@ def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
         "sustained": worst is not None and worst <= P95_LIMIT_MS and steady == 0,
         "batch_sizes": batch_sizes(engine_start, engine_end),
         "rss": sampler.summary(),
+        "load_average_at_end": load_average(),
         "per_stream": per_stream,
     }
     overflow = sum(log.overflow for log in logs.values())
@@ -174,4 +176,5 @@ def _row(report: dict) -> dict:
             "worst_stream_p95_ms": report["worst_stream_p95_ms"], "latency_ms": report["latency_ms"],
             "steady_drops": report["drops"]["steady"], "drops": report["drops"]["total"],
             "aggregate_scored_fps": report["aggregate_scored_fps"],
-            "mean_batch": {part: sizes["mean"] for part, sizes in report["batch_sizes"].items()}}
+            "mean_batch": {part: sizes["mean"] for part, sizes in report["batch_sizes"].items()},
+            "load_average_at_end": report["load_average_at_end"]}
