@@ -28,6 +28,7 @@ from engines.base import Backend
 from realtime.batching import BatchSettings
 from realtime.errors import PipelineError
 from realtime.pipeline import PipelineSettings
+from realtime.streams import Stream
 from realtime.streamset import StreamSet
 
 P95_LIMIT_MS = 50.0
@@ -54,17 +55,27 @@ class LiveRun:
 
 @dataclass(frozen=True)
 class _Mark:
-    """Each stream's frames taken and frames dropped at one moment (monotonic ``t``)."""
+    """Each stream's frames taken and frames dropped at one moment (monotonic ``t``), and the
+    CPU time the whole process had used by then (all threads, seconds)."""
 
     t: float
     frames: tuple[int, ...]
     dropped: tuple[int, ...]
+    cpu_s: float
 
 
 def _mark(streamset: StreamSet) -> _Mark:
     streams = streamset.streams
     return _Mark(time.monotonic(), tuple(s.frames_captured for s in streams),
-                 tuple(s.stats().dropped for s in streams))
+                 tuple(s.stats().dropped for s in streams), time.process_time())
+
+
+def stage_p50s(stream: Stream) -> dict:
+    """Median ms of each processing stage over the stream's last predictions (its stats
+    window, 300 by default: the last 12 s at 25 fps). ``spatial``, ``temporal`` and ``head``
+    include the wait for their shared engine's worker and batch."""
+    stats = stream.stats()
+    return {name: round(stats.stage(name).p50, 2) for name in ("flow", "spatial", "temporal", "head")}
 
 
 def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
@@ -93,6 +104,7 @@ def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
         end, engine_end = _mark(streamset), streamset.stats()
         sampler.tick(end.t, force=True)
         descriptions = [s.source.description for s in streamset.streams]
+        stages = [stage_p50s(s) for s in streamset.streams]
     finally:
         unjoined = streamset.close()
     elapsed = end.t - start.t
@@ -104,6 +116,7 @@ def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
             "stream": name, "clip": descriptions[i], "frames": end.frames[i] - start.frames[i],
             **latency_summary(rows),
             "drops": {"total": end.dropped[i] - start.dropped[i], "steady": end.dropped[i] - half.dropped[i]},
+            "stages_p50_ms": stages[i],
         })
     rows = np.concatenate(pooled)
     p95s = [s["latency_ms"]["p95"] for s in per_stream]
@@ -116,6 +129,9 @@ def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
         "seconds": round(elapsed, 2),
         "aggregate_scored_fps": round(len(rows) / elapsed, 2),
         "aggregate_input_fps": round(sum(np.subtract(end.frames, start.frames)) / elapsed, 2),
+        # CPU seconds per second of the whole process (at most the core count): well under it
+        # while streams drop means the cores went to someone else (a shared machine), or wait.
+        "cpu_cores_used": round((end.cpu_s - start.cpu_s) / elapsed, 2),
         "latency_ms": spread(rows[:, 1]),
         "lag_ms": spread(rows[:, 2]),
         "worst_stream_p95_ms": worst,
@@ -175,6 +191,6 @@ def _row(report: dict) -> dict:
     return {"streams": report["streams"], "sustained": report["sustained"],
             "worst_stream_p95_ms": report["worst_stream_p95_ms"], "latency_ms": report["latency_ms"],
             "steady_drops": report["drops"]["steady"], "drops": report["drops"]["total"],
-            "aggregate_scored_fps": report["aggregate_scored_fps"],
+            "aggregate_scored_fps": report["aggregate_scored_fps"], "cpu_cores_used": report["cpu_cores_used"],
             "mean_batch": {part: sizes["mean"] for part, sizes in report["batch_sizes"].items()},
             "load_average_at_end": report["load_average_at_end"]}
