@@ -127,6 +127,25 @@ def machine() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "load_average_at_start": load_average()}
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds every process on the machine has spent busy since boot, all cores (from
+    /proc/stat: everything but idle and iowait); None where there is no /proc. Beside this
+    process's own time.process_time() it says how much of the cores other users took."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in fields[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_use(elapsed: float, own_s: float, busy_s: float | None) -> dict:
+    """Cores (CPU seconds per second) this process and everyone else used over ``elapsed``
+    seconds, from the differences of time.process_time() and machine_busy_s()."""
+    others = None if busy_s is None else round(max(0.0, busy_s - own_s) / elapsed, 2)
+    return {"this_process": round(own_s / elapsed, 2), "others": others}
+
+
 def load_average() -> list[float] | None:
     """The 1-, 5- and 15-minute load averages (None where the OS has none): other users' work
     on a shared machine shows here, and every run reports it at its end."""

@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Callable
 
 from benchmarks.clips import ClipSet
-from benchmarks.measure import LatencyLog, Sampler, hold, latency_summary, load_average, warm_up
+from benchmarks.measure import (LatencyLog, Sampler, cpu_use, hold, latency_summary, load_average, machine_busy_s,
+                                warm_up)
 from engines.base import Backend
 from realtime.errors import PipelineError
 from realtime.pipeline import PipelineSettings
@@ -47,10 +48,11 @@ def run_fast(open_backend: Callable[[], Backend], clips: ClipSet, *, warmup_s: f
             raise PipelineError(f"{max_frames} frames went by within the {warmup_s:g} s warm-up: "
                                 "ask for more frames")
         t0, frames0, scored0 = time.monotonic(), stream.frames_captured, stream.stats().predictions
-        cpu0 = time.process_time()
+        cpu0, busy0 = time.process_time(), machine_busy_s()
         sampler.start(t0)
         t1 = hold(streamset, seconds, sampler.tick, until_done=max_frames is not None)
         frames1, scored1, cpu1 = stream.frames_captured, stream.stats().predictions, time.process_time()
+        busy1 = machine_busy_s()
         sampler.tick(t1, force=True)
         description = stream.source.description
     finally:
@@ -58,7 +60,7 @@ def run_fast(open_backend: Callable[[], Backend], clips: ClipSet, *, warmup_s: f
     elapsed = t1 - t0
     report = {"clip": description, "frames": frames1, "frames_after_warmup": frames1 - frames0,
               "seconds_after_warmup": round(elapsed, 2), "scored_fps": round((scored1 - scored0) / elapsed, 2),
-              "cpu_cores_used": round((cpu1 - cpu0) / elapsed, 2),
+              "cpu_cores_used": cpu_use(elapsed, cpu1 - cpu0, None if busy0 is None else busy1 - busy0),
               "rss": sampler.summary(), "load_average_at_end": load_average()}
     if unjoined:
         report["threads_not_joined"] = list(unjoined)
@@ -90,11 +92,11 @@ def run_overload(open_backend: Callable[[], Backend], clips: ClipSet, factor: fl
     try:
         stream = streamset.add("0", clips.source(0, fps, live=True))
         streamset.start()
-        t0, cpu0 = time.monotonic(), time.process_time()
+        t0, cpu0, busy0 = time.monotonic(), time.process_time(), machine_busy_s()
         timeline.append((t0, 0))
         t1 = hold(streamset, seconds, lambda now: timeline.append((now, stream.stats().dropped)))
         timeline.append((t1, stream.stats().dropped))
-        cpu1 = time.process_time()
+        cpu1, busy1 = time.process_time(), machine_busy_s()
         frames, description = stream.frames_captured, stream.source.description
     finally:
         unjoined = streamset.close()
@@ -109,7 +111,7 @@ def run_overload(open_backend: Callable[[], Backend], clips: ClipSet, factor: fl
     report = {"clip": description, "scoring_rate_fps": rate, "factor": factor, "source_fps": round(fps, 2),
               "seconds": round(t1 - t0, 2), "frames_offered": frames, "drops": timeline[-1][1],
               "scored_fps": round(len(log.between(t0, t1)) / (t1 - t0), 2),
-              "cpu_cores_used": round((cpu1 - cpu0) / (t1 - t0), 2),
+              "cpu_cores_used": cpu_use(t1 - t0, cpu1 - cpu0, None if busy0 is None else busy1 - busy0),
               "first_10s": window(t0, min(t0 + SLICE_S, t1)), "last_10s": window(max(t0, t1 - SLICE_S), t1),
               "whole_run": window(t0, t1), "slices": slices, "load_average_at_end": load_average()}
     if log.overflow:

@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 
 from benchmarks.clips import ClipSet
-from benchmarks.measure import (LatencyLog, Sampler, batch_sizes, hold, latency_summary, load_average, spread,
-                                warm_up)
+from benchmarks.measure import (LatencyLog, Sampler, batch_sizes, cpu_use, hold, latency_summary, load_average,
+                                machine_busy_s, spread, warm_up)
 from engines.base import Backend
 from realtime.batching import BatchSettings
 from realtime.errors import PipelineError
@@ -55,19 +55,20 @@ class LiveRun:
 
 @dataclass(frozen=True)
 class _Mark:
-    """Each stream's frames taken and frames dropped at one moment (monotonic ``t``), and the
-    CPU time the whole process had used by then (all threads, seconds)."""
+    """Each stream's frames taken and frames dropped at one moment (monotonic ``t``), the CPU
+    time this process had used by then (all threads) and the machine's (machine_busy_s)."""
 
     t: float
     frames: tuple[int, ...]
     dropped: tuple[int, ...]
     cpu_s: float
+    busy_s: float | None
 
 
 def _mark(streamset: StreamSet) -> _Mark:
     streams = streamset.streams
     return _Mark(time.monotonic(), tuple(s.frames_captured for s in streams),
-                 tuple(s.stats().dropped for s in streams), time.process_time())
+                 tuple(s.stats().dropped for s in streams), time.process_time(), machine_busy_s())
 
 
 def stage_p50s(stream: Stream) -> dict:
@@ -129,9 +130,10 @@ def run_live(open_backend: Callable[[], Backend], clips: ClipSet, run: LiveRun,
         "seconds": round(elapsed, 2),
         "aggregate_scored_fps": round(len(rows) / elapsed, 2),
         "aggregate_input_fps": round(sum(np.subtract(end.frames, start.frames)) / elapsed, 2),
-        # CPU seconds per second of the whole process (at most the core count): well under it
-        # while streams drop means the cores went to someone else (a shared machine), or wait.
-        "cpu_cores_used": round((end.cpu_s - start.cpu_s) / elapsed, 2),
+        # Well under the core count while streams drop: the cores went to other users of a
+        # shared machine ("others"), or the streams wait on something other than the CPU.
+        "cpu_cores_used": cpu_use(elapsed, end.cpu_s - start.cpu_s,
+                                  None if end.busy_s is None else end.busy_s - start.busy_s),
         "latency_ms": spread(rows[:, 1]),
         "lag_ms": spread(rows[:, 2]),
         "worst_stream_p95_ms": worst,
