@@ -11,6 +11,15 @@ from the first read to the last prediction, decode, flow, towers and head includ
 frame scored (hop 1). ``naive_fps`` is the same for the baseline (realtime.naive), which
 recomputes all T*L flow fields and runs all T sampled frames through both towers for every
 window. Prints one JSON object on stdout; errors are one line on stderr and exit status 2.
+
+Many streams, overload and soak (benchmarks/: clips held in memory, real footage from
+../shared/data/videos/real when present, else a generated clip; the JSON says which):
+
+    python bench.py --streams 8 --no-batching-too    # 8 live 25-fps streams on one engine, 30 s
+    python bench.py --sweep 1,2,4,6,8,10,12           # the most 25-fps streams that keep p95 <= 50 ms
+    python bench.py --overload 3 --seconds 60         # one source 3x faster than it can be scored
+    python bench.py --soak-frames 100000              # the fast path, resident memory sampled
+    python bench.py --soak-minutes 30 --streams 4     # four live streams for 30 minutes
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cli import CommandParser, configure_logging  # noqa: E402
+from cli import CommandParser, at_least_one, configure_logging, non_negative_float, positive_seconds  # noqa: E402
 from twostream import seeds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
@@ -77,7 +86,85 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
     parser.add_argument("--naive-threads", type=int, default=0,
                         help="torch threads for the baseline (default 0: the faster of 1 and 2)")
+    add_stream_options(parser)
     return parser
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4): stream counts, ascending, each >= 1."""
+    try:
+        counts = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected stream counts such as 1,2,4,8, got {text!r}") from None
+    if counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"stream counts must be >= 1, got {text!r}")
+    return counts
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a factor such as 3, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """The many-streams, overload and soak modes (benchmarks/); at most one mode at a time."""
+    from realtime.batching import BatchSettings
+
+    batch = BatchSettings()
+    group = parser.add_argument_group("many streams, overload, soak (one mode at a time)")
+    group.add_argument("--streams", type=at_least_one, metavar="N",
+                       help="N live streams paced at --fps on one shared engine, measured for --seconds")
+    group.add_argument("--sweep", type=_counts, metavar="N,N,...",
+                       help="--streams for each count: the largest that keeps every stream's p95 "
+                            "glass-to-label <= 50 ms with no steady drops")
+    group.add_argument("--no-batching-too", action="store_true",
+                       help="with --streams or --sweep: the same run again with batching off (max batch 1)")
+    group.add_argument("--overload", type=_factor, metavar="F",
+                       help="one live source at F x the rate one stream is scored at (measured first)")
+    group.add_argument("--soak-frames", type=at_least_one, metavar="M",
+                       help="M frames through one stream's fast path (back-pressure), memory sampled")
+    group.add_argument("--soak-minutes", type=positive_seconds, metavar="T",
+                       help="--streams live streams (default 4) for T minutes, memory sampled")
+    group.add_argument("--seconds", type=positive_seconds, default=30.0,
+                       help="measured seconds of --streams, --sweep (each count) and --overload (default 30)")
+    group.add_argument("--warmup", type=non_negative_float, default=3.0, metavar="S",
+                       help="seconds before measuring, and at least until every stream scored its first "
+                            "window (default 3)")
+    group.add_argument("--fps", type=positive_seconds, default=25.0, help="live streams' frame rate (default 25)")
+    group.add_argument("--clips", type=Path, default=None, metavar="DIR",
+                       help="video files the streams play (default: ../shared/data/videos/real, or a "
+                            "generated clip when it is absent)")
+    group.add_argument("--generated-clip", action="store_true",
+                       help="play a generated clip (--size, --seed) instead of real footage")
+    group.add_argument("--clip-frames", type=at_least_one, default=125,
+                       help="frames decoded into memory per clip (default 125: 5 s at 25 fps)")
+    group.add_argument("--max-batch", type=at_least_one, default=batch.max_batch,
+                       help=f"most frames in one engine call (default {batch.max_batch}; 1: no batching)")
+    group.add_argument("--batch-wait-ms", type=non_negative_float, default=batch.max_wait_ms,
+                       help=f"longest a call waits for others to batch with (default {batch.max_wait_ms:g})")
+    group.add_argument("--rss-every", type=positive_seconds, default=5.0, metavar="S",
+                       help="seconds between resident-memory samples (default 5)")
+
+
+def stream_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """Which of the many-streams modes the command line asks for (None: the classic bench);
+    a parser error (one line) for a combination that makes no sense."""
+    modes = [name for name, value in (("streams", args.streams), ("sweep", args.sweep),
+                                      ("overload", args.overload), ("soak-frames", args.soak_frames),
+                                      ("soak-minutes", args.soak_minutes)) if value is not None]
+    if "soak-minutes" in modes and "streams" in modes:
+        modes.remove("streams")  # --soak-minutes T --streams N: N streams for T minutes
+    if len(modes) > 1:
+        parser.error(f"choose one of --{' and --'.join(modes)}")
+    mode = modes[0] if modes else None
+    if args.no_batching_too and mode not in ("streams", "sweep"):
+        parser.error("--no-batching-too goes with --streams or --sweep")
+    return mode
 
 
 def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> None:
@@ -99,14 +186,21 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Non
 def load_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto",
                  cache_dir: Path | None = None):
     """(runner, description) for the model file or engine directory, or a random-weight model
-    of the same shape, prepared once (building.load.prepare_model: an engine backend builds a
-    model file into the engine cache, or finds it there)."""
+    of the same shape (prepare_backend)."""
+    prepared, description = prepare_backend(model, threads, backend, precision, cache_dir)
+    return prepared.open(), description
+
+
+def prepare_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto",
+                    cache_dir: Path | None = None):
+    """(PreparedModel, description) for the model file or engine directory, or a random-weight
+    model of the same shape, prepared once (building.load.prepare_model: an engine backend
+    builds a model file into the engine cache, or finds it there); ``open()`` runners from it."""
     from building.load import prepare_model
 
     path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
     if path is not None:
-        prepared = prepare_model(path, backend, precision, cache_dir=cache_dir, threads=threads)
-        return prepared.open(), str(path)
+        return prepare_model(path, backend, precision, cache_dir=cache_dir, threads=threads), str(path)
     import torch
 
     from twostream.checkpoint import save_checkpoint
@@ -119,7 +213,7 @@ def load_backend(model: Path | None, threads: int, backend: str = "torch", preci
         random_path = Path(tmp) / "random.pt"
         save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
         prepared = prepare_model(random_path, backend, precision, cache_dir=cache_dir, threads=threads)
-    return prepared.open(), "random weights (models/demo.pt absent)"
+    return prepared, "random weights (models/demo.pt absent)"
 
 
 def percentiles(values) -> dict:
@@ -250,8 +344,18 @@ def bench(args: argparse.Namespace) -> dict:
     }
 
 
+def bench_streams(args: argparse.Namespace, mode: str) -> dict:
+    """The many-streams, overload or soak run ``mode`` names (benchmarks.modes)."""
+    from benchmarks.modes import run_mode
+
+    return run_mode(mode, args, lambda: prepare_backend(args.model, args.threads, args.backend, args.precision,
+                                                        args.cache_dir))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mode = stream_mode(parser, args)
     import torch
 
     # Once for the process: progress and which backend auto picked (and engine cache builds) on
@@ -260,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     torch.set_num_threads(args.threads)
     try:
-        result = bench(args)
+        result = bench(args) if mode is None else bench_streams(args, mode)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

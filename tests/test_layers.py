@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("twostream", "engines", "realtime", "calibration", "building", "ui")
+PACKAGES = ("twostream", "engines", "realtime", "calibration", "building", "ui", "benchmarks")
 COMMANDS = ("app", "bench", "build_engine", "train", "cli")
 
 
