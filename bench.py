@@ -42,23 +42,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cli import CommandParser, at_least_one, configure_logging, non_negative_float, positive_seconds  # noqa: E402
+from cli import CommandParser, at_least_one, configure_logging, frame_size, non_negative_float, positive_seconds  # noqa: E402
 from twostream import seeds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'320x240' -> (320, 240)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return width, height
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--naive-frames", type=int, default=0,
                         help="frames of the same clip the slow baseline runs on (default 0: all of them, "
                              "so both rates include the same share of warm-up frames)")
-    parser.add_argument("--size", type=_size, default=(320, 240), metavar="WxH", help="clip size (default 320x240)")
+    parser.add_argument("--size", type=frame_size, default=(320, 240), metavar="WxH", help="clip size (default 320x240)")
     parser.add_argument("--seed", type=int, default=seeds.BENCH_CLIP, help="seed of the generated clip")
     parser.add_argument("--model", type=Path, default=None,
                         help="model file or engine directory from build_engine.py (default: models/demo.pt, "
