@@ -49,6 +49,7 @@ import numpy as np
 
 from engines.base import Backend
 from realtime.errors import PipelineError
+from realtime.threads import DaemonThread
 from twostream.errors import EngineError
 
 PARTS = ("spatial", "temporal", "head")
@@ -176,7 +177,7 @@ class _PartWorker:
         self._cond = threading.Condition()
         self._closed = False
         self.counters = _Counters(part, settings.max_batch)
-        self._thread = threading.Thread(target=self._main, name=f"engine-{part}", daemon=True)
+        self._thread = DaemonThread(self._main, f"engine-{part}")
 
     def start(self) -> None:
         self._thread.start()
@@ -205,8 +206,7 @@ class _PartWorker:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.join(timeout)
 
     def _main(self) -> None:
         while True:

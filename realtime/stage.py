@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from realtime.channel import Channel, ChannelClosed, EndOfStream
+from realtime.threads import DaemonThread
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -50,24 +51,18 @@ class Stage(ABC):
         self.name = name
         self.control = control
         self.outbox = outbox
-        self._thread: threading.Thread | None = None
+        self._thread = DaemonThread(self._main, name)
 
     def start(self) -> None:
-        # Daemon: a thread stuck inside a driver call (a camera that stopped answering) must not
-        # keep the process alive after the pipeline gave up joining it.
-        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
         self._thread.start()
 
     def join(self, timeout: float) -> bool:
         """True when the thread has ended (or never started)."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.join(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
 
     def _main(self) -> None:
         try:

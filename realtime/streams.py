@@ -35,6 +35,7 @@ from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.results import ResultStore
 from realtime.sources import Source
 from realtime.stats import PipelineStats, StatsSnapshot
+from realtime.threads import DaemonThread
 from twostream.errors import SourceError
 from twostream.events import Event
 from twostream.preprocess import FlowSpec
@@ -135,14 +136,13 @@ class Stream:
         self._pipeline: Pipeline | None = None
         self._captured_before = 0  # frames of the connections that ended
         self._starts: list[int] = []
-        self._thread: threading.Thread | None = None
+        self._thread = DaemonThread(self._main, f"stream {name}")
         self.unjoined_threads: tuple[str, ...] = ()
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Stream":
-        if self._thread is not None:
+        if self._thread.started:
             raise PipelineError(f"stream {self.name} already started")
-        self._thread = threading.Thread(target=self._main, name=f"stream {self.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -154,24 +154,22 @@ class Stream:
         """Stop capturing, let queued frames drain, join every thread. Returns the names of
         threads that did not end in time (empty when all joined). Idempotent."""
         self._stop.set()
-        if self._thread is None:
+        if not self._thread.started:
             self._set(StreamState.ENDED, None)
             self.backend.close()
             return ()
-        self._thread.join(self.settings.join_timeout_s + 5.0 if timeout is None else timeout)
-        if self._thread.is_alive():
+        if not self._thread.join(self.settings.join_timeout_s + 5.0 if timeout is None else timeout):
             return (*self.unjoined_threads, self._thread.name)
         return self.unjoined_threads
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the stream ended or failed. True when it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
         return self.done
 
     @property
     def done(self) -> bool:
-        return self._status.finished and (self._thread is None or not self._thread.is_alive())
+        return self._status.finished and not self._thread.alive
 
     # ---- the supervisor --------------------------------------------------------------------
     def _main(self) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from realtime.sources import Source
 from realtime.streamset import StreamSet
+from realtime.threads import DaemonThread
 from twostream.errors import RecognizerError
 from ui.views import StreamView, ViewSettings
 from ui.webcam import BrowserWebcamSource
@@ -96,7 +97,7 @@ class Tabs:
         self._tabs: OrderedDict[str, _Tab] = OrderedDict()  # least recently seen first
         self._numbers = itertools.count(1)
         self._stop = threading.Event()
-        self._reaper: threading.Thread | None = None
+        self._reaper: DaemonThread | None = None
         self.closed_sessions = 0
         self.refused_sessions = 0
         self.unjoined_threads: tuple[str, ...] = ()
@@ -285,7 +286,7 @@ class Tabs:
 
     def start(self) -> "Tabs":
         """Start the reaper thread."""
-        self._reaper = threading.Thread(target=self._reap_loop, name="session-reaper", daemon=True)
+        self._reaper = DaemonThread(self._reap_loop, "session-reaper")
         self._reaper.start()
         return self
 
