@@ -9,6 +9,13 @@ Normalisation is inside the model, so every backend takes the same raw inputs.
 Template method (as Polygraphy's runners): the public calls check ranks, shapes and dtypes and
 say expected vs actual; a backend implements only ``_spatial``, ``_temporal`` and ``_head``.
 
+Device tensors (the GPU flow stage's rings): a backend whose ``tensor_device`` is a torch
+device ("cuda", "cpu") also takes ``spatial``/``temporal`` inputs as torch tensors on that
+device, uint8 or float32 (still 0..255, same shapes), and casts them itself: a ring view goes
+into the model with no host round trip. ``tensor_device`` None (ONNX Runtime, OpenVINO,
+TensorRT): numpy only; the runtime hands those a host array (``.cpu().numpy()``: no copy for a
+CPU tensor). Outputs are numpy float32 either way.
+
 Threading: the streaming runtime calls ``spatial``/``temporal`` from one thread and ``head`` from
 another, so a backend must allow calls to different parts at the same time (one call per part
 at a time). A returned array belongs to the caller only until the next call of the same part
@@ -31,6 +38,33 @@ def _check(what: str, array: np.ndarray, expected: tuple[int | None, ...]) -> No
         raise EngineError(f"{what}: expected a numpy array, got {type(array).__name__}")
     if array.dtype != np.float32:
         raise EngineError(f"{what}: expected float32, got {array.dtype}")
+    _check_shape(what, array, expected)
+
+
+def _check_tensor(what: str, tensor, device: str, expected: tuple[int | None, ...]) -> None:
+    """Raise EngineError unless ``tensor`` is a torch tensor on ``device``, uint8 or float32,
+    with ``expected`` shape. Imported here: numpy-only backends never pay for torch."""
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise EngineError(f"{what}: expected a numpy array or a torch tensor, got {type(tensor).__name__}")
+    if not same_device(tensor.device, device):
+        raise EngineError(f"{what}: expected a tensor on {device}, got one on {tensor.device}")
+    if tensor.dtype not in (torch.uint8, torch.float32):
+        raise EngineError(f"{what}: expected a uint8 or float32 tensor, got {tensor.dtype}")
+    _check_shape(what, tensor, expected)
+
+
+def same_device(have, want) -> bool:
+    """Whether two torch devices (torch.device or names) are one: "cuda" is whichever "cuda:N"
+    the other names (the current one, where torch allocates for "cuda")."""
+    import torch
+
+    have, want = torch.device(have), torch.device(want)
+    return have.type == want.type and (have.index is None or want.index is None or have.index == want.index)
+
+
+def _check_shape(what: str, array, expected: tuple[int | None, ...]) -> None:
     shape_ok = array.ndim == len(expected) and all(
         want is None or want == got for want, got in zip(expected, array.shape))
     if not shape_ok:
@@ -42,6 +76,9 @@ class Backend(ABC):
     """One loaded model, callable part by part. Use as a context manager or call ``close``."""
 
     name = "abstract"
+    # The torch device whose tensors spatial/temporal take as they are (module docstring);
+    # None: numpy arrays only.
+    tensor_device: str | None = None
 
     def __init__(self, contract: ModelContract, input_size: tuple[int, int] | None = None, *,
                  precision: str = "fp32", device: str = "cpu"):
@@ -62,14 +99,25 @@ class Backend(ABC):
             self._feature_shape = tuple(int(d) for d in self._spatial(probe).shape[1:])
         return self._feature_shape
 
+    def takes_tensors_on(self, device: str) -> bool:
+        """Whether spatial/temporal take torch tensors on ``device`` as they are."""
+        return self.tensor_device is not None and same_device(device, self.tensor_device)
+
+    def _check_input(self, what: str, array, expected: tuple[int | None, ...]) -> None:
+        if self.tensor_device is not None and not isinstance(array, np.ndarray):
+            _check_tensor(what, array, self.tensor_device, expected)
+        else:
+            _check(what, array, expected)
+
     def spatial(self, rgb: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 RGB 0..255 -> (N, C, h, w) float32."""
-        _check("spatial input", rgb, (None, 3, *self.input_size))
+        """(N, 3, H, W) float32 RGB 0..255 (or a tensor on ``tensor_device``) -> (N, C, h, w) float32."""
+        self._check_input("spatial input", rgb, (None, 3, *self.input_size))
         return self._spatial(rgb)
 
     def temporal(self, flow: np.ndarray) -> np.ndarray:
-        """(N, 2L, H, W) float32 quantised flow 0..255 -> (N, C, h, w) float32."""
-        _check("temporal input", flow, (None, self.contract.flow_channels, *self.input_size))
+        """(N, 2L, H, W) float32 quantised flow 0..255 (or a tensor on ``tensor_device``)
+        -> (N, C, h, w) float32."""
+        self._check_input("temporal input", flow, (None, self.contract.flow_channels, *self.input_size))
         return self._temporal(flow)
 
     def head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:

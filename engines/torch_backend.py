@@ -27,6 +27,8 @@ class TorchBackend(Backend):
                  precision: str = "fp32", device: str = "cpu"):
         super().__init__(model.contract, input_size, precision=precision, device=device)
         self._model = model.eval()
+        # Ring views of a device flow stage on this device go in as they are (engines.base).
+        self.tensor_device = device
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "TorchBackend":
@@ -38,14 +40,19 @@ class TorchBackend(Backend):
     def model(self) -> TwoStreamNet:
         return self._model
 
-    # inference_mode is thread-local, so each call enters it (a few microseconds).
-    def _spatial(self, rgb: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self._model.spatial(torch.from_numpy(rgb)).numpy()
+    @staticmethod
+    def _tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A numpy input as a tensor (shared memory); a uint8 ring view cast to float32."""
+        return torch.from_numpy(x) if isinstance(x, np.ndarray) else x.to(torch.float32)
 
-    def _temporal(self, flow: np.ndarray) -> np.ndarray:
+    # inference_mode is thread-local, so each call enters it (a few microseconds).
+    def _spatial(self, rgb: np.ndarray | torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            return self._model.temporal(torch.from_numpy(flow)).numpy()
+            return self._model.spatial(self._tensor(rgb)).numpy()
+
+    def _temporal(self, flow: np.ndarray | torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self._model.temporal(self._tensor(flow)).numpy()
 
     def _head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

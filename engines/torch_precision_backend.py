@@ -6,7 +6,8 @@ says. fp32 on the CPU is engines.torch_backend.TorchBackend itself.
     temporal  flow (N, 2L, H, W) float32 0..255         -> (N, C, h, w) float32
     head      (N, T, C, h, w) float32 x 2               -> logits (N, K) float32
 
-Inputs stay exact in fp16/bf16: RGB and quantised flow are integers 0..255.
+Inputs stay exact in fp16/bf16: RGB and quantised flow are integers 0..255. Tower inputs may
+also be uint8/float32 tensors on ``device`` (engines.base: the GPU flow stage's ring views).
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ class TorchPrecisionBackend(TorchBackend):
             net.temporal_tower.to(memory_format=torch.channels_last)
         self._model = net
 
-    def _in(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.torch_device, self.dtype, non_blocking=True)
+    def _in(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
+        # A device ring view (uint8, already here) is only cast: no host round trip.
+        tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
+        return tensor.to(self.torch_device, self.dtype, non_blocking=True)
 
     @staticmethod
     def _out(tensor: torch.Tensor) -> np.ndarray:

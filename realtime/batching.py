@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from engines.base import Backend
 from realtime.errors import PipelineError
@@ -113,17 +114,37 @@ class BatchStats:
         return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_ms, "parts": parts}
 
 
+def _join(arrays: list) -> np.ndarray | torch.Tensor:
+    """Concatenate the requests' inputs along N: numpy arrays on the host, or torch tensors
+    where they are (a device stream's ring views: one cat on the device, no host copy)."""
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.concatenate(arrays)
+    if all(isinstance(a, torch.Tensor) for a in arrays):
+        return torch.cat(arrays)
+    raise EngineError("a batch mixes numpy arrays and torch tensors (streams with host and device flow "
+                      "on one engine)")
+
+
+def _rows(out: np.ndarray | torch.Tensor, start: int, stop: int) -> np.ndarray | torch.Tensor:
+    """One caller's rows of a batched result. A numpy result is copied (a backend may reuse
+    its output buffer, and callers keep results); a torch result is sliced (the flow worker's
+    call allocates a fresh tensor each time, and its callers copy their rows into their rings)."""
+    if isinstance(out, torch.Tensor):
+        return out[start:stop]
+    return np.array(out[start:stop])
+
+
 class _Request:
     """One caller's arrays for one part, and where its result or error comes back."""
 
     __slots__ = ("inputs", "size", "submitted", "done", "result", "error")
 
-    def __init__(self, inputs: tuple[np.ndarray, ...]):
+    def __init__(self, inputs: tuple):
         self.inputs = inputs
         self.size = int(inputs[0].shape[0])
         self.submitted = time.monotonic()
         self.done = threading.Event()
-        self.result: np.ndarray | None = None
+        self.result = None
         self.error: BaseException | None = None
 
 
@@ -165,10 +186,11 @@ class _Counters:
                 self._call_sum / calls if calls else 0.0)
 
 
-class _PartWorker:
-    """The thread that batches one part's requests and calls the backend's ``call``."""
+class PartWorker:
+    """The thread that batches one part's requests and calls ``call`` (a backend part, or the
+    flow of realtime.flowbatch) on the concatenated inputs, numpy arrays or torch tensors."""
 
-    def __init__(self, part: str, call: Callable[..., np.ndarray], settings: BatchSettings,
+    def __init__(self, part: str, call: Callable[..., np.ndarray | torch.Tensor], settings: BatchSettings,
                  open_clients: Callable[[], int]):
         self.part, self._call, self._settings = part, call, settings
         self._open_clients = open_clients
@@ -182,8 +204,9 @@ class _PartWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
-        """Queue ``inputs`` (each (n, ...)) and block until their (n, ...) result is ready."""
+    def submit(self, inputs: tuple):
+        """Queue ``inputs`` (each (n, ...), numpy or torch) and block until their (n, ...)
+        result is ready."""
         request = _Request(inputs)
         with self._cond:
             if self._closed:
@@ -250,15 +273,14 @@ class _PartWorker:
             if len(batch) == 1:
                 inputs = batch[0].inputs  # its caller is blocked until done: no copy needed
             else:
-                inputs = tuple(np.concatenate([r.inputs[k] for r in batch]) for k in range(len(batch[0].inputs)))
+                inputs = tuple(_join([r.inputs[k] for r in batch]) for k in range(len(batch[0].inputs)))
             out = self._call(*inputs)
             total = sum(r.size for r in batch)
             if out.shape[0] != total:
                 raise EngineError(f"{self.part}: the backend returned {out.shape[0]} rows for a batch of {total}")
             offset = 0
             for request in batch:
-                # A copy: the backend may reuse its output buffer, and callers keep results.
-                request.result = np.array(out[offset:offset + request.size])
+                request.result = _rows(out, offset, offset + request.size)
                 offset += request.size
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             for request in batch:
@@ -287,7 +309,7 @@ class SharedEngine:
         self._clients = 0
         self._closed = False
         calls = (backend.spatial, backend.temporal, backend.head)
-        self._workers = tuple(_PartWorker(part, call, settings, lambda: self._clients)
+        self._workers = tuple(PartWorker(part, call, settings, lambda: self._clients)
                               for part, call in zip(PARTS, calls))
         for worker in self._workers:
             worker.start()
@@ -311,7 +333,7 @@ class SharedEngine:
         for worker in self._workers:
             worker.wake()
 
-    def _submit(self, part: int, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _submit(self, part: int, inputs: tuple) -> np.ndarray:
         return self._workers[part].submit(inputs)
 
     def stats(self) -> BatchStats:
@@ -337,7 +359,7 @@ class SharedEngine:
 
 class EngineClient(Backend):
     """A stream's view of a SharedEngine: the Backend protocol (same contract, input size,
-    precision, device, name and feature shape as the shared backend), each call submitted to
+    precision, device, tensor device, name and feature shape as the shared backend), each call submitted to
     the part's worker; results are the caller's own arrays. ``warm_up`` does nothing (the
     engine warmed the backend up once); ``close`` releases this client only. Idempotent."""
 
@@ -345,6 +367,7 @@ class EngineClient(Backend):
         backend = engine.backend
         super().__init__(backend.contract, backend.input_size, precision=backend.precision, device=backend.device)
         self.name = backend.name
+        self.tensor_device = backend.tensor_device  # device streams' tensors batch on the device
         self._feature_shape = engine.feature_shape
         self._engine = engine
         self._closed = False

@@ -27,11 +27,14 @@ from twostream.preprocess import FlowSpec, FlowTracker, available_flow_methods
 @dataclass(frozen=True)
 class FlowSettings:
     """``method`` and ``input_size`` (H, W) default to the model's contract; anything else is
-    refused unless ``allow_contract_mismatch``, and then warned about loudly."""
+    refused unless ``allow_contract_mismatch``, and then warned about loudly. ``device``: the
+    torch device torch flow (tvl1-torch) runs on, a resolved name ("cpu", "cuda": see
+    twostream.devices.resolve_device); other methods run in OpenCV on the CPU."""
 
     method: str | None = None
     input_size: tuple[int, int] | None = None
     allow_contract_mismatch: bool = False
+    device: str = "cpu"
 
     def resolve(self, contract: ModelContract) -> FlowSpec:
         """The flow to run; raises ContractMismatch as described above (the warning goes to
@@ -43,7 +46,10 @@ class FlowSettings:
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
-        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation)
+        # The contract's TV-L1 parameters when it names this method; an allowed mismatch onto
+        # tvl1-torch runs the fast preset (FlowSpec's default).
+        tvl1 = contract.tvl1 if method == contract.flow_method else None
+        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, tvl1, self.device)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):

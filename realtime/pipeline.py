@@ -7,6 +7,11 @@
                                                                                    slot, history, stats,
                                                                                    on_prediction callback
 
+Torch flow (tvl1-torch) takes DeviceFlowStage instead of FlowStage: frames go to FlowSpec.device
+once, and the frame and flow rings live there (realtime.deviceflow); the tower stage reads ring
+views on the device. Its pairs are computed alone, or by a shared flow worker batching many
+streams (``flow_client``, realtime.flowbatch).
+
 One thread per stage: on a 2-core CPU the per-frame work (decode, flow, two towers, head)
 keeps both cores busy only if the stages run in parallel, so torch runs single-threaded
 inside each call (see engines.torch_backend). Channels between stages are
@@ -27,7 +32,9 @@ from typing import Callable
 from engines.base import Backend
 from realtime.capture import CaptureSettings, CaptureStage, capture_channel
 from realtime.channel import Channel
+from realtime.deviceflow import DeviceFlowStage, own_fields, runs_on_device
 from realtime.errors import PipelineError
+from realtime.flowbatch import FlowClient
 from realtime.flowstage import FlowSettings, FlowStage
 from realtime.messages import Frame, Prediction
 from realtime.results import ResultStore
@@ -68,12 +75,14 @@ class Pipeline:
     ``stats`` and ``results``: carry on an earlier pipeline's statistics (frames, drops,
     latencies) and results (history, events) instead of starting empty; ``first_index``: the
     capture index of this pipeline's first frame (a reconnected stream's indices continue);
-    ``flow_spec``: the flow already resolved from ``settings.flow`` (resolve once, warn once)."""
+    ``flow_spec``: the flow already resolved from ``settings.flow`` (resolve once, warn once);
+    ``flow_client``: for torch flow, the shared flow worker that batches this stream's pairs
+    with other streams' (None: its own calls)."""
 
     def __init__(self, source: Source, backend: Backend, settings: PipelineSettings = PipelineSettings(), *,
                  on_prediction: Callable[[Prediction], None] | None = None,
                  stats: PipelineStats | None = None, results: ResultStore | None = None,
-                 first_index: int = 0, flow_spec: FlowSpec | None = None):
+                 first_index: int = 0, flow_spec: FlowSpec | None = None, flow_client: FlowClient | None = None):
         contract = backend.contract
         flow = flow_spec if flow_spec is not None else settings.flow.resolve(contract)
         size = flow.size
@@ -91,15 +100,23 @@ class Pipeline:
         live = settings.capture.paced_like_live(source)
         queue = settings.live_stage_queue if live else settings.stage_queue
         lead = queue + 2  # how far a ring's writer can be ahead of its reader: queued + one in each hand
-        frames = FrameRing(1 + lead, size)
-        fields = FlowRing(contract.stack_length + lead, size)
+        device = flow.device if runs_on_device(flow) else None  # where the frame and flow rings live
+        frames = FrameRing(1 + lead, size, device)
+        fields = FlowRing(contract.stack_length + lead, size, device)
         cache = FeatureCache(self.plan.reach + lead, backend.feature_shape)
         self._captured = capture_channel(source, settings.capture)
         flowed: Channel = Channel(queue)
         featured: Channel = Channel(queue)
+        if flow_client is not None and device is None:
+            raise PipelineError(f"a shared flow client is for torch flow, not {flow.method!r}")
+        if device is not None:
+            fields_fn = flow_client.fields if flow_client is not None else own_fields(flow)
+            flow_stage = DeviceFlowStage(self.control, self._captured, flowed, frames, fields, flow, fields_fn)
+        else:
+            flow_stage = FlowStage(self.control, self._captured, flowed, frames, fields, flow)
         self._stages = (
             CaptureStage(self.control, source, self._captured, settings.capture, self._on_capture, first_index),
-            FlowStage(self.control, self._captured, flowed, frames, fields, flow),
+            flow_stage,
             TowerStage(self.control, flowed, featured, backend, frames, fields, cache, self.plan),
             HeadStage(self.control, featured, backend, cache, self.plan, settings.scorer, self._publish,
                       lambda: self.stats_collector.retired_drops + self._captured.dropped),

@@ -7,11 +7,16 @@ lag by at most the channel between them (plus one item in each thread's hands). 
 sizes each ring as the history a read needs plus that lead, so a slot is never overwritten
 while it can still be read; ``window`` still checks the range and raises on a sizing bug
 rather than returning another frame's pixels.
+
+Frame and flow rings live on the host (numpy) or, given a torch ``device``, on that device
+(torch tensors: the GPU flow stage writes there and the towers read views there, with no host
+round trip). Same slots, same mirroring, same checks; a window is a view either way.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from realtime.errors import PipelineError
 from twostream.preprocess import stack_fields
@@ -23,14 +28,20 @@ class Ring:
     Mirrored: each slot is stored twice (at ``seq % capacity`` and that plus ``capacity``), so
     any run of up to ``capacity`` consecutive slots is one contiguous view: a 2L-channel flow
     stack is a slice, not a gather copy.
+
+    uint8 slots; ``device`` None: a numpy array; a torch device ("cpu", "cuda"): a torch
+    tensor there, written from tensors on that device.
     """
 
-    def __init__(self, capacity: int, slot_shape: tuple[int, ...], dtype=np.uint8, name: str = "ring"):
+    def __init__(self, capacity: int, slot_shape: tuple[int, ...], name: str = "ring", device: str | None = None):
         if capacity < 1:
             raise PipelineError(f"{name}: capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.name = name
-        self._data = np.zeros((2 * capacity, *slot_shape), dtype)
+        self.device = device
+        shape = (2 * capacity, *slot_shape)
+        self._data = np.zeros(shape, np.uint8) if device is None else torch.zeros(shape, dtype=torch.uint8,
+                                                                                   device=device)
         self._newest = -1
 
     @property
@@ -38,8 +49,11 @@ class Ring:
         """Sequence number of the last slot written (-1 before the first write)."""
         return self._newest
 
-    def write(self, seq: int, value: np.ndarray) -> None:
-        """Store ``value`` (slot_shape, cast to the ring's dtype) as ``seq`` = newest + 1."""
+    def write(self, seq: int, value: np.ndarray | torch.Tensor) -> None:
+        """Store ``value`` (slot_shape uint8; a tensor on the ring's device for a device ring)
+        as ``seq`` = newest + 1. On CUDA the copies are queued on the writer's stream: a reader
+        on another stream must wait for it (realtime.deviceflow synchronises before handing
+        ``seq`` on)."""
         if seq != self._newest + 1:
             raise PipelineError(f"{self.name}: write of seq {seq} after {self._newest} (writes must be consecutive)")
         slot = seq % self.capacity
@@ -47,8 +61,9 @@ class Ring:
         self._data[slot + self.capacity] = value
         self._newest = seq  # published last: a reader that sees seq also sees its pixels
 
-    def window(self, last: int, count: int) -> np.ndarray:
-        """Read-only view (count, *slot_shape) of seqs last-count+1 .. last, oldest first."""
+    def window(self, last: int, count: int) -> np.ndarray | torch.Tensor:
+        """View (count, *slot_shape) of seqs last-count+1 .. last, oldest first (numpy: read-only;
+        a tensor cannot be marked so: do not write into it)."""
         first = last - count + 1
         oldest_held = max(0, self._newest - self.capacity + 1)
         if count > self.capacity or first < oldest_held or last > self._newest:
@@ -56,17 +71,18 @@ class Ring:
                                 f"{oldest_held}..{self._newest} (ring too small for the reader's lag?)")
         start = first % self.capacity
         view = self._data[start:start + count]
-        view.flags.writeable = False
+        if isinstance(view, np.ndarray):
+            view.flags.writeable = False
         return view
 
 
 class FrameRing(Ring):
     """Resized RGB frames, channel-first uint8 (3, H, W) per slot."""
 
-    def __init__(self, capacity: int, size: tuple[int, int]):
-        super().__init__(capacity, (3, *size), np.uint8, "frame ring")
+    def __init__(self, capacity: int, size: tuple[int, int], device: str | None = None):
+        super().__init__(capacity, (3, *size), "frame ring", device)
 
-    def rgb(self, seq: int) -> np.ndarray:
+    def rgb(self, seq: int) -> np.ndarray | torch.Tensor:
         """(3, H, W) uint8 view of frame ``seq``."""
         return self.window(seq, 1)[0]
 
@@ -75,10 +91,10 @@ class FlowRing(Ring):
     """Quantised flow fields, channel-first uint8 (2, H, W) per slot; slot ``seq`` holds
     flow(frame seq-1 -> frame seq)."""
 
-    def __init__(self, capacity: int, size: tuple[int, int]):
-        super().__init__(capacity, (2, *size), np.uint8, "flow ring")
+    def __init__(self, capacity: int, size: tuple[int, int], device: str | None = None):
+        super().__init__(capacity, (2, *size), "flow ring", device)
 
-    def stack(self, seq: int, length: int) -> np.ndarray:
+    def stack(self, seq: int, length: int) -> np.ndarray | torch.Tensor:
         """(2L, H, W) uint8 view of fields seq-L+1 .. seq (twostream.preprocess.stack_fields of
         a contiguous window: no copy)."""
         return stack_fields(self.window(seq, length))
