@@ -46,10 +46,9 @@ class FlowSettings:
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
-        # The contract's TV-L1 parameters when it names this method; an allowed mismatch onto
-        # tvl1-torch runs the fast preset (FlowSpec's default).
-        tvl1 = contract.tvl1 if method == contract.flow_method else None
-        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, tvl1, self.device)
+        # tvl1-torch runs the contract's own TV-L1 parameters (FlowSpec's fast preset when the
+        # contract names another method and a mismatch was allowed)
+        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, contract.tvl1, self.device)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):
