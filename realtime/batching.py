@@ -92,7 +92,8 @@ class PartBatchStats:
 
 @dataclass(frozen=True)
 class BatchStats:
-    """The engine's settings and each part's PartBatchStats, in PARTS order."""
+    """The engine's settings and each part's PartBatchStats, in PARTS order (then "flow" for a
+    StreamSet with torch flow: realtime.flowbatch, under the same settings)."""
 
     max_batch: int
     max_wait_ms: float

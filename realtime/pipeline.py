@@ -101,6 +101,7 @@ class Pipeline:
         queue = settings.live_stage_queue if live else settings.stage_queue
         lead = queue + 2  # how far a ring's writer can be ahead of its reader: queued + one in each hand
         device = flow.device if runs_on_device(flow) else None  # where the frame and flow rings live
+        self.flow_device = device  # None: host rings and OpenCV flow (realtime.flowstage)
         frames = FrameRing(1 + lead, size, device)
         fields = FlowRing(contract.stack_length + lead, size, device)
         cache = FeatureCache(self.plan.reach + lead, backend.feature_shape)

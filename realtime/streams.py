@@ -30,6 +30,7 @@ from typing import Callable
 
 from engines.base import Backend
 from realtime.errors import PipelineError
+from realtime.flowbatch import FlowClient
 from realtime.messages import Frame, Prediction
 from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.results import ResultStore
@@ -116,14 +117,17 @@ class Stream:
     when it finishes, e.g. an realtime.batching.EngineClient). ``on_prediction(name,
     prediction)`` runs in the stream's head thread, ``on_status(status)`` in its supervisor
     thread at every state change. ``settings.capture.max_frames`` counts over all connections.
+    ``flow_client``: torch flow's shared, batching worker (realtime.flowbatch; closed with the
+    stream too), None: the stream's own calls.
     Raises ContractMismatch at construction (unless ``flow_spec`` was resolved already)."""
 
     def __init__(self, name: str, source: Source, engine_client: Backend,
                  settings: PipelineSettings = PipelineSettings(), retry: RetryPolicy = RetryPolicy(),
                  on_prediction: Callable[[str, Prediction], None] | None = None,
                  on_status: Callable[[StreamStatus], None] | None = None, *,
-                 rng: random.Random | None = None, flow_spec: FlowSpec | None = None):
-        self.name, self.source, self.backend = name, source, engine_client
+                 rng: random.Random | None = None, flow_spec: FlowSpec | None = None,
+                 flow_client: FlowClient | None = None):
+        self.name, self.source, self.backend, self.flow_client = name, source, engine_client, flow_client
         self.settings, self.retry = settings, retry
         self.flow_spec = flow_spec if flow_spec is not None else settings.flow.resolve(engine_client.contract)
         self.stats_collector = PipelineStats(settings.stats_window)
@@ -180,6 +184,8 @@ class Stream:
         finally:
             if not self.unjoined_threads:
                 self.backend.close()  # a thread still inside a call would lose its engine
+                if self.flow_client is not None:
+                    self.flow_client.close()
 
     def _supervise(self) -> None:
         self._set(StreamState.CONNECTING, None)  # announced: a viewer sees the stream from its start
@@ -218,7 +224,8 @@ class Stream:
         try:
             pipeline = Pipeline(self.source, self.backend, settings, on_prediction=self._publish,
                                 stats=self.stats_collector, results=self.results,
-                                first_index=self._captured_before, flow_spec=self.flow_spec)
+                                first_index=self._captured_before, flow_spec=self.flow_spec,
+                                flow_client=self.flow_client)
         except BaseException:
             self.source.close()
             raise

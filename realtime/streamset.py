@@ -3,6 +3,8 @@
     Backend ─▶ SharedEngine (cross-stream batching) ─client─▶ Stream "cam1" ─▶ its own capture,
                                                     ─client─▶ Stream "cam2"    flow, rings,
                                                     ─client─▶ Stream "0"       feature cache ...
+    torch flow (tvl1-torch) only:
+    SharedFlow (one flow_fields call for the ready pairs of all streams) ─client─▶ each Stream
 
 Also the source list a command line names: ``name=spec`` per ``--source`` or per line of a
 ``--sources`` file (blank lines and ``#`` comments allowed; without a name, a stream is named
@@ -15,13 +17,15 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from engines.base import Backend
 from realtime.batching import BatchSettings, BatchStats, SharedEngine
+from realtime.deviceflow import runs_on_device
 from realtime.errors import PipelineError
+from realtime.flowbatch import SharedFlow
 from realtime.messages import Prediction
 from realtime.pipeline import PipelineSettings
 from realtime.sources import Source, SourceSettings, open_source
@@ -126,7 +130,8 @@ def check_sources(specs: Sequence[SourceSpec], settings: SourceSettings = Source
 
 class StreamSet:
     """Named streams scored on one shared, batching engine built from ``backend`` (which it
-    closes). ``add`` streams, ``start`` them (streams added later start at once), ``stop`` or
+    closes); with torch flow, their flow batched by one SharedFlow too (``flow``, else None),
+    with the same BatchSettings. ``add`` streams, ``start`` them (streams added later start at once), ``stop`` or
     ``close``; ``streams`` in the order added. ``on_prediction(name, prediction)`` and
     ``on_status(status)`` are every stream's callbacks (realtime.streams.Stream).
     Raises ContractMismatch at construction if the flow settings differ from the model's."""
@@ -145,6 +150,7 @@ class StreamSet:
         self._streams: dict[str, Stream] = {}  # insertion order is the streams' order
         self._started = False
         self.engine = SharedEngine(backend, batch)
+        self.flow = SharedFlow(self.flow_spec, batch) if runs_on_device(self.flow_spec) else None
 
     def add(self, name: str, source: Source) -> Stream:
         """A new stream named ``name`` on ``source`` (started at once if the set runs)."""
@@ -153,7 +159,8 @@ class StreamSet:
                 raise PipelineError(f"a stream named {name!r} is already running")
             stream = Stream(name, source, self.engine.client(), self.settings, self.retry,
                             self._on_prediction, self._on_status,
-                            rng=random.Random(self._rng.random()), flow_spec=self.flow_spec)
+                            rng=random.Random(self._rng.random()), flow_spec=self.flow_spec,
+                            flow_client=None if self.flow is None else self.flow.client())
             self._streams[name] = stream
             if self._started:
                 stream.start()
@@ -202,8 +209,12 @@ class StreamSet:
         return bool(streams) and all(s.status().state is StreamState.FAILED for s in streams)
 
     def stats(self) -> BatchStats:
-        """The shared engine's batching statistics."""
-        return self.engine.stats()
+        """The shared engine's batching statistics; with torch flow, the shared flow's follow
+        the engine's parts as part "flow" (pairs per flow_fields call)."""
+        stats = self.engine.stats()
+        if self.flow is None:
+            return stats
+        return replace(stats, parts=(*stats.parts, self.flow.stats()))
 
     def stop(self, timeout: float | None = None) -> tuple[str, ...]:
         """Stop every stream (in parallel: each drains its queued frames); the names of threads
@@ -220,6 +231,8 @@ class StreamSet:
         """``stop``, then close the shared engine (and its backend). Idempotent."""
         unjoined = self.stop(timeout)
         self.engine.close()
+        if self.flow is not None:
+            self.flow.close()
         return unjoined
 
     def __enter__(self) -> "StreamSet":

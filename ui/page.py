@@ -79,7 +79,7 @@ class LivePage:
             stats, history, events = watched.stats(), watched.stream.history(), watched.stream.events()
         batches = self.tabs.streamset.stats()
         engine = (f"{self.engine}, shared by {len(self.tabs.streamset.streams)} streams; mean batch "
-                  + " / ".join(f"{p.mean_batch:.1f}" for p in batches.parts) + f" (max {batches.max_batch})")
+                  + ", ".join(f"{p.part} {p.mean_batch:.1f}" for p in batches.parts) + f" (max {batches.max_batch})")
         return (grid_html(views, state.watching), watch, live, status_html(watched, state.note),
                 stats_html(stats, engine, self.summary), event_log_html(events),
                 probability_svg(history, time.monotonic(), self.settings.plot_span_s),
