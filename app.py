@@ -71,6 +71,7 @@ from cli import at_least_one, frame_size, limit_malloc_arenas, non_negative, non
 from cli import port_number, positive_seconds, user_and_password, verbosity  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
 from twostream.contract import FLOW_METHODS  # noqa: E402
+from twostream.devices import DEVICES, resolve_device  # noqa: E402
 from twostream.errors import RecognizerError, SourceError  # noqa: E402
 
 logger = logging.getLogger("app")
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "and skips frames to keep up with the file's clock)")
     parser.add_argument("--flow", choices=FLOW_METHODS, default=FlowSettings().method,
                         help="optical flow method (default: the one the model was trained with)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where torch flow (tvl1-torch) and the torch backend run (default auto: CUDA if present)")
     parser.add_argument("--input-size", type=at_least_one, default=None, metavar="N",  # None: FlowSettings' (the model's)
                         help="resize frames to N x N, as train.py's --input-size (default: the model's)")
     parser.add_argument("--allow-contract-mismatch", action="store_true",
@@ -193,7 +196,7 @@ def settings_from_args(args: argparse.Namespace):
     pipeline = PipelineSettings(
         capture=CaptureSettings(max_frames=args.max_frames, realtime=args.realtime),
         flow=FlowSettings(method=args.flow, input_size=input_size,
-                          allow_contract_mismatch=args.allow_contract_mismatch),
+                          allow_contract_mismatch=args.allow_contract_mismatch, device=args.device),
         scorer=ScorerSettings(hop=args.hop, topk=args.topk))
     source = SourceSettings(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
                             folder_fps=args.fps, demo_seed=args.demo_seed, demo_size=args.demo_size)
@@ -259,7 +262,7 @@ def _open_backend(args: argparse.Namespace, sources: dict):
     input_size = (args.input_size, args.input_size) if args.input_size else None
     try:
         return prepare_model(args.model, args.backend, args.precision, cache_dir=args.cache_dir,
-                             threads=args.threads, input_size=input_size).open()
+                             threads=args.threads, input_size=input_size, device=args.device).open()
     except BaseException:
         for source in sources.values():
             source.close()
@@ -267,6 +270,7 @@ def _open_backend(args: argparse.Namespace, sources: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    args.device = resolve_device(args.device)  # "auto" -> cuda or cpu; cuda without CUDA: one error line
     if not args.no_ui:
         # First of all: a port that is taken must not cost the wait for the model to load.
         check_port_free(args.host, args.port)

@@ -4,6 +4,7 @@
     python bench.py                      # 200-frame 320x240 generated clip, hop 1
     python bench.py --frames 600 --naive-frames 150
     python bench.py --backend openvino --precision int8 --model models/demo.openvino-int8
+    python bench.py --flow tvl1-torch --device cuda   # TV-L1 on the GPU, rings there (random weights)
 
 Both run in this process on the same generated clip, written to a video file so decoding
 is measured too. ``fps`` is end to end: frames read from the file divided by the wall time
@@ -45,6 +46,8 @@ import numpy as np  # noqa: E402
 from cli import CommandParser, at_least_one, configure_logging, frame_size, non_negative_float, positive_seconds  # noqa: E402
 from twostream import seeds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
+from twostream.contract import FLOW_METHODS  # noqa: E402
+from twostream.devices import DEVICES, resolve_device  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=200, help="clip length in frames (default 200)")
     parser.add_argument("--naive-frames", type=int, default=0,
                         help="frames of the same clip the slow baseline runs on (default 0: all of them, "
-                             "so both rates include the same share of warm-up frames)")
+                             "so both rates include the same share of warm-up frames; with tvl1-torch "
+                             "flow only its first few windows)")
     parser.add_argument("--size", type=frame_size, default=(320, 240), metavar="WxH", help="clip size (default 320x240)")
     parser.add_argument("--seed", type=int, default=seeds.BENCH_CLIP, help="seed of the generated clip")
     parser.add_argument("--model", type=Path, default=None,
@@ -72,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "$XDG_CACHE_HOME/twostream-recognizer/engines, else ~/.cache/...)")
     parser.add_argument("--live-frames", type=int, default=75,
                         help="frames of the clip also played at 25 fps, as live, for latency (0: skip)")
+    parser.add_argument("--flow", choices=FLOW_METHODS, default=None,
+                        help="flow method (default: the model's; without --model, random weights whose "
+                             "contract names it); a model trained on another is refused")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where torch flow (tvl1-torch) and the torch backend run (default auto: CUDA if present)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
     parser.add_argument("--naive-threads", type=int, default=0,
                         help="torch threads for the baseline (default 0: the faster of 1 and 2)")
@@ -173,23 +182,25 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Non
 
 
 def load_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto",
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, flow: str | None = None, device: str | None = None):
     """(runner, description) for the model file or engine directory, or a random-weight model
     of the same shape (prepare_backend)."""
-    prepared, description = prepare_backend(model, threads, backend, precision, cache_dir)
+    prepared, description = prepare_backend(model, threads, backend, precision, cache_dir, flow, device)
     return prepared.open(), description
 
 
 def prepare_backend(model: Path | None, threads: int, backend: str = "torch", precision: str = "auto",
-                    cache_dir: Path | None = None):
+                    cache_dir: Path | None = None, flow: str | None = None, device: str | None = None):
     """(PreparedModel, description) for the model file or engine directory, or a random-weight
     model of the same shape, prepared once (building.load.prepare_model: an engine backend
-    builds a model file into the engine cache, or finds it there); ``open()`` runners from it."""
+    builds a model file into the engine cache, or finds it there); ``open()`` runners from it.
+    ``flow`` without ``model``: random weights whose contract names that flow method (the demo
+    model's would be refused); ``device``: where PyTorch runs (None: the GPU if there is one)."""
     from building.load import prepare_model
 
-    path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+    path = model or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() and flow is None else None)
     if path is not None:
-        return prepare_model(path, backend, precision, cache_dir=cache_dir, threads=threads), str(path)
+        return prepare_model(path, backend, precision, cache_dir=cache_dir, threads=threads, device=device), str(path)
     import torch
 
     from twostream.checkpoint import save_checkpoint
@@ -200,9 +211,11 @@ def prepare_backend(model: Path | None, threads: int, backend: str = "torch", pr
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         # Prepared is the loaded model or the cached engine: the file may go right after.
         random_path = Path(tmp) / "random.pt"
-        save_checkpoint(random_path, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES)))
-        prepared = prepare_model(random_path, backend, precision, cache_dir=cache_dir, threads=threads)
-    return prepared, "random weights (models/demo.pt absent)"
+        contract = ModelContract(classes=GESTURE_CLASSES) if flow is None else \
+            ModelContract(classes=GESTURE_CLASSES, flow_method=flow)
+        save_checkpoint(random_path, TwoStreamNet(contract))
+        prepared = prepare_model(random_path, backend, precision, cache_dir=cache_dir, threads=threads, device=device)
+    return prepared, "random weights (models/demo.pt absent)" if flow is None else f"random weights, {flow} contract"
 
 
 def percentiles(values) -> dict:
@@ -211,16 +224,27 @@ def percentiles(values) -> dict:
     return {"p50": round(float(p50), 3), "p95": round(float(p95), 3)}
 
 
-def run_pipeline(backend, clip: Path, frames: int, realtime: bool = False):
+def pipeline_settings(args: argparse.Namespace):
+    """The PipelineSettings every bench run starts from: the command line's flow and device."""
+    from realtime.flowstage import FlowSettings
+    from realtime.pipeline import PipelineSettings
+
+    return PipelineSettings(flow=FlowSettings(method=args.flow, device=args.device))
+
+
+def run_pipeline(backend, clip: Path, frames: int, realtime: bool = False, settings=None):
     """-> (fps, {frame index: logits (K,)}, stats snapshot). ``realtime`` plays the file at
-    its own 25 fps, as a camera would deliver it, for latency figures."""
+    its own 25 fps, as a camera would deliver it, for latency figures; ``settings``: the
+    PipelineSettings to start from (default: the defaults)."""
+    from dataclasses import replace
+
     from realtime.capture import CaptureSettings
     from realtime.pipeline import Pipeline, PipelineSettings
     from realtime.sources import VideoFileSource
 
     logits = {}
-    settings = PipelineSettings(capture=CaptureSettings(max_frames=frames, realtime=realtime),
-                                stats_window=max(frames, 1))
+    settings = replace(settings or PipelineSettings(), capture=CaptureSettings(max_frames=frames, realtime=realtime),
+                       stats_window=max(frames, 1))
     pipeline = Pipeline(VideoFileSource(clip), backend, settings,
                         on_prediction=lambda p: logits.__setitem__(p.index, p.logits))
     pipeline.start()  # opens the file, warms the backend up
@@ -233,15 +257,16 @@ def run_pipeline(backend, clip: Path, frames: int, realtime: bool = False):
     return pipeline.frames_captured / elapsed, logits, pipeline.stats()
 
 
-def run_naive(backend, clip: Path, frames: int, threads: int):
-    """-> (fps, [(frame index, logits)], per-step times) over the first ``frames`` frames."""
+def run_naive(backend, clip: Path, frames: int, threads: int, flow_device: str = "cpu"):
+    """-> (fps, [(frame index, logits)], per-step times) over the first ``frames`` frames;
+    torch flow runs on ``flow_device``."""
     import cv2
     import torch
 
     from realtime.naive import NaiveScorer
 
     torch.set_num_threads(threads)
-    scorer = NaiveScorer(backend)
+    scorer = NaiveScorer(backend, device=flow_device)
     cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
     results, times = [], []
     read = 0
@@ -261,7 +286,7 @@ def run_naive(backend, clip: Path, frames: int, threads: int):
     return read / elapsed, results, times
 
 
-def pick_naive_threads(backend, clip: Path) -> int:
+def pick_naive_threads(backend, clip: Path, flow_device: str = "cpu") -> int:
     """The faster of 1 and 2 torch threads for the baseline, on a few of its windows."""
     from realtime.naive import NaiveScorer  # noqa: F401 - same code path as run_naive
 
@@ -270,8 +295,8 @@ def pick_naive_threads(backend, clip: Path) -> int:
 
     probe_frames = WindowPlan.of(backend.contract).span + 4  # the first complete window and a few more
     for threads in (1, 2):
-        run_naive(backend, clip, probe_frames, threads)  # warm the thread pool up
-        fps, _, _ = run_naive(backend, clip, probe_frames, threads)
+        run_naive(backend, clip, probe_frames, threads, flow_device)  # warm the thread pool up
+        fps, _, _ = run_naive(backend, clip, probe_frames, threads, flow_device)
         if fps > best_fps:
             best, best_fps = threads, fps
     return best
@@ -282,7 +307,10 @@ def bench(args: argparse.Namespace) -> dict:
 
     from twostream.preprocess import WindowPlan
 
-    backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision, args.cache_dir)
+    backend, model_name = load_backend(args.model, args.threads, args.backend, args.precision, args.cache_dir,
+                                       args.flow, args.device)
+    settings = pipeline_settings(args)
+    flow = settings.flow.resolve(backend.contract)  # a model trained on another flow: refused here
     span = WindowPlan.of(backend.contract).span
     if args.frames < span + 7 or 0 < args.naive_frames < span + 7:
         raise DataError(f"--frames and --naive-frames must be >= {span + 7}: a window of this model spans "
@@ -290,12 +318,15 @@ def bench(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         clip = Path(tmp) / "clip.mp4"
         write_clip(clip, args.frames, args.size, args.seed)
-        fps, streamed, stats = run_pipeline(backend, clip, args.frames)
-        live = run_pipeline(backend, clip, min(args.live_frames, args.frames), realtime=True)[2] \
+        fps, streamed, stats = run_pipeline(backend, clip, args.frames, settings=settings)
+        live = run_pipeline(backend, clip, min(args.live_frames, args.frames), realtime=True, settings=settings)[2] \
             if args.live_frames else None
-        naive_frames = min(args.naive_frames or args.frames, args.frames)
-        naive_threads = args.naive_threads or pick_naive_threads(backend, clip)
-        naive_fps, naive_results, naive_times = run_naive(backend, clip, naive_frames, naive_threads)
+        # Torch flow: the baseline recomputes T*L TV-L1 pairs per window (seconds per window on a
+        # CPU), so by default it scores only its first few windows, with one thread.
+        torch_flow = flow.method == "tvl1-torch"
+        naive_frames = min(args.naive_frames or (span + 7 if torch_flow else args.frames), args.frames)
+        naive_threads = args.naive_threads or (1 if torch_flow else pick_naive_threads(backend, clip, flow.device))
+        naive_fps, naive_results, naive_times = run_naive(backend, clip, naive_frames, naive_threads, flow.device)
         torch.set_num_threads(args.threads)
     diffs = [float(np.abs(streamed[i] - logits).max()) for i, logits in naive_results if i in streamed]
     stages = {name: {"p50": round(s.p50, 3), "p95": round(s.p95, 3)} for name, s in stats.stages}
@@ -325,7 +356,10 @@ def bench(args: argparse.Namespace) -> dict:
         "hop": 1,
         "backend": f"{backend.name} {backend.precision}",
         "model": model_name,
-        "flow_method": backend.contract.flow_method,
+        "flow_method": flow.method,
+        # where flow ran: a torch device for torch flow (its rings there too), else OpenCV on the CPU
+        "flow_device": flow.device if torch_flow else "cpu (OpenCV)",
+        "device": backend.device,
         "input_size": list(backend.input_size),
         "torch_threads": args.threads,
         "naive_threads": naive_threads,
@@ -338,7 +372,8 @@ def bench_streams(args: argparse.Namespace, mode: str) -> dict:
     from benchmarks.modes import run_mode
 
     return run_mode(mode, args, lambda: prepare_backend(args.model, args.threads, args.backend, args.precision,
-                                                        args.cache_dir))
+                                                        args.cache_dir, args.flow, args.device),
+                    pipeline_settings(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     torch.set_num_threads(args.threads)
     try:
+        args.device = resolve_device(args.device)  # cuda without CUDA: one error line
         result = bench(args) if mode is None else bench_streams(args, mode)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)

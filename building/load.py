@@ -55,9 +55,11 @@ class PreparedModel:
 def prepare_model(path: str | Path, backend: str = AUTO, precision: str = AUTO, *,
                   cache_dir: str | Path | None = None, threads: int | None = None,
                   input_size: tuple[int, int] | None = None,
-                  expect_contract: ModelContract | None = None) -> PreparedModel:
+                  expect_contract: ModelContract | None = None, device: str | None = None) -> PreparedModel:
     """Prepare a checkpoint file or an engine directory for ``backend`` in ``precision``
-    ("auto": the auto chain; fp32, or an engine directory's own). A checkpoint for an engine
+    ("auto": the auto chain; fp32, or an engine directory's own). ``device``: where PyTorch
+    runs a checkpoint, a resolved torch device name (twostream.devices.resolve_device; None:
+    the GPU when there is one); built engines run where their backend does. A checkpoint for an engine
     backend is built into ``cache_dir`` (default: building.cache.default_cache_dir()) unless
     it is there already. Which backend "auto" picked, and why, is logged. Raises EngineError,
     ContractMismatch or CheckpointError, one line each."""
@@ -78,7 +80,7 @@ def prepare_model(path: str | Path, backend: str = AUTO, precision: str = AUTO, 
     check_precision(choice.backend, precision)
     kind = kind_of(choice.backend)
     if not kind.built:
-        device = torch_device()
+        device = device or torch_device()
         return PreparedModel(kind.name, precision, device, model.contract,
                              f"{kind.name} {precision} on {device} ({choice.reason}), {path}",
                              model=model, threads=threads, input_size=input_size)

@@ -32,11 +32,12 @@ class NaiveTimes:
 class NaiveScorer:
     """Feed frames one by one; every frame that ends a complete window (hop 1) is scored."""
 
-    def __init__(self, backend: Backend, method: str | None = None):
+    def __init__(self, backend: Backend, method: str | None = None, device: str = "cpu"):
         contract = backend.contract
         self.backend = backend
         self.plan = WindowPlan.of(contract, hop=1)
-        self.spec = replace(FlowSpec.of(contract), method=method or contract.flow_method,
+        # device: where torch flow (tvl1-torch) runs, one pair per call as the seeds' code did
+        self.spec = replace(FlowSpec.of(contract, device), method=method or contract.flow_method,
                             size=tuple(backend.input_size))
         self._flow = OpticalFlow(self.spec.method, self.spec.tvl1, self.spec.device)
         self._recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.plan.span)  # (rgb, grey)
