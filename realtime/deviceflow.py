@@ -82,6 +82,11 @@ class Upload:
         self._on_device.copy_(self._pinned, non_blocking=True)
         return self._on_device
 
+    @property
+    def staging(self) -> torch.Tensor | None:
+        """The pinned host buffer frames go through on CUDA (None on the CPU, or before a frame)."""
+        return self._pinned
+
 
 class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
     """Frame -> (rgb into the device ``frames`` ring, field into the device ``fields`` ring)
