@@ -38,6 +38,7 @@ from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.realdata import RealSplit, default_real_dir, load_videos
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
+from twostream.tvl1 import TVL1Params
 
 logger = logging.getLogger("train")
 
@@ -98,6 +99,8 @@ def fit(args) -> dict:
             classes=classes, backbone=args.backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
             flow_compensation=args.flow_compensation,
+            tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
+            if args.flow == "tvl1-torch" else None,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
             train_fps=args.fps)
         model = TwoStreamNet(contract, pretrained=args.pretrained)
@@ -281,6 +284,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
     f.add_argument("--flow-compensation", choices=FLOW_COMPENSATIONS, default=contract("flow_compensation"),
                    help="camera-motion compensation: subtract each flow field's mean or median (default %(default)s)")
+    f.add_argument("--tvl1-preset", choices=("fast", "opencv"), default="fast",
+                   help="TV-L1 parameters with --flow tvl1-torch: the live preset or OpenCV's defaults "
+                        "(twostream/tvl1.py; stored in the contract)")
     f.add_argument("--stack-length", type=int, default=contract("stack_length"))
     f.add_argument("--segments", type=int, default=contract("num_segments"))
     f.add_argument("--stride", type=int, default=contract("stride"))

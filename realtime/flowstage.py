@@ -43,7 +43,9 @@ class FlowSettings:
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
-        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation)
+        # tvl1-torch runs the contract's own TV-L1 parameters (FlowSpec's fast preset when the
+        # contract names another method and a mismatch was allowed)
+        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, contract.tvl1)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):

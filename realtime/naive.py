@@ -38,7 +38,7 @@ class NaiveScorer:
         self.plan = WindowPlan.of(contract, hop=1)
         self.spec = replace(FlowSpec.of(contract), method=method or contract.flow_method,
                             size=tuple(backend.input_size))
-        self._flow = OpticalFlow(self.spec.method)
+        self._flow = OpticalFlow(self.spec.method, self.spec.tvl1, self.spec.device)
         self._recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.plan.span)  # (rgb, grey)
         self._seen = 0
 

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 
 from twostream.errors import ContractMismatch
 from twostream.events import EventPolicy
+from twostream.tvl1 import TVL1Params
 
 FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
-FLOW_METHODS = ("dis-ultrafast", "dis-fast", "dis-medium", "farneback", "tvl1")
+# "tvl1" is OpenCV contrib's TV-L1 on the CPU; "tvl1-torch" is twostream.tvl1 (CPU or CUDA, batched)
+# with the contract's own parameters (ModelContract.tvl1).
+FLOW_METHODS = ("dis-ultrafast", "dis-fast", "dis-medium", "farneback", "tvl1", "tvl1-torch")
 # Camera-motion compensation (Simonyan and Zisserman 2014, "mean flow subtraction"): each
 # displacement field minus its mean (or its median, robust to a large moving object) per axis.
 FLOW_COMPENSATIONS = ("none", "mean", "median")
+FLOW_NO_MOTION = 128  # the quantised value of zero displacement
 FLOW_QUANTISATION = "uint8: q = clip(round(flow * 128 / bound) + 128, 0, 255)"
 FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), oldest first"
 
@@ -65,6 +69,9 @@ class ModelContract:
     flow_method: str = "dis-medium"
     flow_bound: float = 20.0
     flow_compensation: str = "none"  # one of FLOW_COMPENSATIONS, applied before clipping
+    # The TV-L1 parameters when flow_method is "tvl1-torch" (default: TVL1Params.fast()), else
+    # None. Compared: other parameters give other fields, hence another model input.
+    tvl1: TVL1Params | None = None
     flow_quantisation: str = FLOW_QUANTISATION
     flow_channel_order: str = FLOW_CHANNEL_ORDER
     stack_length: int = 10  # L: flow fields per temporal-tower input
@@ -80,6 +87,8 @@ class ModelContract:
     def __post_init__(self) -> None:
         if self.events is None:
             object.__setattr__(self, "events", EventPolicy.default_for(self.classes))
+        if self.tvl1 is None and self.flow_method == "tvl1-torch":
+            object.__setattr__(self, "tvl1", TVL1Params.fast())
         problems = []
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             problems.append(f"classes must be >= 2 distinct names, got {list(self.classes)}")
@@ -95,6 +104,10 @@ class ModelContract:
             problems.append("stack_length, num_segments and stride must be >= 1")
         if self.channel_order != "rgb":
             problems.append(f"channel_order {self.channel_order!r}: only 'rgb' is supported")
+        if self.tvl1 is not None and self.flow_method != "tvl1-torch":
+            problems.append(f"tvl1 parameters are set but flow_method is {self.flow_method!r}, not 'tvl1-torch'")
+        if self.tvl1 is not None and not isinstance(self.tvl1, TVL1Params):
+            problems.append(f"tvl1 must be TVL1Params, got {type(self.tvl1).__name__}")
         if self.flow_compensation not in FLOW_COMPENSATIONS:
             problems.append(f"flow_compensation {self.flow_compensation!r} is not one of {FLOW_COMPENSATIONS}")
         if self.flow_quantisation != FLOW_QUANTISATION:
@@ -116,7 +129,7 @@ class ModelContract:
         return 2 * self.stack_length
 
     def to_dict(self) -> dict:
-        """Plain types only (lists, str, float, int, None; ``events`` a nested dict), so
+        """Plain types only (lists, str, float, int, None; ``events`` and ``tvl1`` nested dicts), so
         torch.load(weights_only=True) and ONNX metadata (JSON) can both carry it."""
         out = dataclasses.asdict(self)
         for key, value in out.items():
@@ -140,6 +153,8 @@ class ModelContract:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         if "events" in data:  # absent in files older than events: the defaults for the classes
             kwargs["events"] = EventPolicy.from_dict(data["events"])
+        if data.get("tvl1") is not None:  # absent in files older than tvl1-torch: None
+            kwargs["tvl1"] = TVL1Params.from_dict(data["tvl1"])
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -153,12 +168,17 @@ class ModelContract:
             raise ContractMismatch(f"model contract is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
-    def check_runtime(self, *, flow_method: str, input_size: tuple[int, int], allow_mismatch: bool) -> None:
+    def check_runtime(self, *, flow_method: str, input_size: tuple[int, int], allow_mismatch: bool,
+                      tvl1: TVL1Params | None = None) -> None:
         """Refuse run-time preprocessing that differs from training (ContractMismatch), or, when
-        allowed, log a loud warning (this module's logger)."""
+        allowed, log a loud warning (this module's logger). ``tvl1``: the runtime's TV-L1
+        parameters when it runs tvl1-torch (None: it runs the contract's own)."""
         diffs = []
         if flow_method != self.flow_method:
             diffs.append(f"flow method {flow_method!r} but the model was trained on {self.flow_method!r}")
+        elif tvl1 is not None and tvl1 != self.tvl1:
+            diffs.append(f"TV-L1 parameters {tvl1.to_dict()} but the model was trained with "
+                         f"{self.tvl1.to_dict() if self.tvl1 else None}")
         if tuple(input_size) != tuple(self.input_size):
             diffs.append(f"input size {tuple(input_size)} but the model expects {tuple(self.input_size)}")
         if not diffs:

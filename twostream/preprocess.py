@@ -8,6 +8,7 @@ call these functions and none re-implements a step, so training sees exactly wha
              -> resized whole (no crop, INTER_AREA) to (H, W) = contract.input_size
              -> rgb planes (3, H, W) uint8 and grey (H, W) uint8          resize_frame
     pair     grey i-1, grey i -> displacement (H, W, 2) float32 px        OpticalFlow
+             (tvl1-torch: twostream.tvl1 on spec.device, a whole clip's pairs batched)
              -> minus its mean or median per axis (contract.flow_compensation)  compensate
              -> clipped to ±bound, quantised to uint8 planes (2, H, W):
                 q = clip(round(f * 128 / bound) + 128, 0, 255)            quantise_flow
@@ -26,16 +27,22 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
-from twostream.contract import FLOW_COMPENSATIONS, FLOW_METHODS, ModelContract
+from twostream import torchprep
+from twostream.contract import FLOW_COMPENSATIONS, FLOW_METHODS, FLOW_NO_MOTION, ModelContract
 from twostream.errors import ContractMismatch
+from twostream.tvl1 import TVL1Params, tvl1_flow
 
 _DIS_PRESETS = {
     "dis-ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-NO_MOTION = 128  # the quantised value of zero displacement
+NO_MOTION = FLOW_NO_MOTION  # the quantised value of zero displacement
+# Pairs per batched tvl1-torch call in preprocess_clip: bounds memory (about 10 MB a pair at
+# 224x224 while the median filter runs) while keeping the batch large enough to pay.
+TORCH_FLOW_CHUNK = 32
 
 
 def available_flow_methods() -> tuple[str, ...]:
@@ -47,16 +54,20 @@ def available_flow_methods() -> tuple[str, ...]:
 class OpticalFlow:
     """Dense flow between two grey uint8 frames (H, W) -> float32 (H, W, 2) in pixels.
 
-    Holds OpenCV state (DIS keeps buffers), so use one instance per thread.
+    Holds OpenCV state (DIS keeps buffers), so use one instance per thread. "tvl1-torch" runs
+    twostream.tvl1 with ``tvl1`` (required) on ``device``.
     """
 
-    def __init__(self, method: str):
+    def __init__(self, method: str, tvl1: TVL1Params | None = None, device: str = "cpu"):
         if method not in FLOW_METHODS:
             raise ContractMismatch(f"unknown flow method {method!r}; choose from {FLOW_METHODS}")
         if method not in available_flow_methods():
             raise ContractMismatch(f"flow method {method!r} is not available in this OpenCV build "
                                    f"(available: {', '.join(available_flow_methods())})")
         self.method = method
+        self.tvl1, self.device = tvl1, device
+        if method == "tvl1-torch" and tvl1 is None:
+            raise ContractMismatch("flow method 'tvl1-torch' needs TV-L1 parameters (the contract's tvl1)")
         if method in _DIS_PRESETS:
             self._impl = cv2.DISOpticalFlow_create(_DIS_PRESETS[method])
         elif method == "tvl1":
@@ -65,6 +76,9 @@ class OpticalFlow:
             self._impl = None
 
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        if self.method == "tvl1-torch":
+            pair = torch.from_numpy(np.stack([prev, cur])).to(self.device, torch.float32)
+            return tvl1_flow(pair[:1], pair[1:], self.tvl1)[0].permute(1, 2, 0).cpu().numpy()
         if self._impl is None:  # Farneback, OpenCV's documented example parameters
             return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         return self._impl.calc(prev, cur, None)
@@ -119,35 +133,50 @@ def stack_fields(fields: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FlowSpec:
     """How flow is computed at run time: normally the contract's own method and size; they
-    differ only when a user explicitly allowed a contract mismatch."""
+    differ only when a user explicitly allowed a contract mismatch. ``tvl1``: the parameters
+    tvl1-torch runs with (the contract's; ignored by other methods); ``device``: where torch
+    flow runs (a torch device name, see twostream.devices; not part of the contract)."""
 
     method: str
     size: tuple[int, int]  # (H, W)
     bound: float
     compensation: str = "none"
+    tvl1: TVL1Params | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        # the contract's rule: tvl1-torch without parameters runs the fast preset
+        if self.method == "tvl1-torch" and self.tvl1 is None:
+            object.__setattr__(self, "tvl1", TVL1Params.fast())
 
     @classmethod
-    def of(cls, contract: ModelContract) -> "FlowSpec":
-        return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound, contract.flow_compensation)
+    def of(cls, contract: ModelContract, device: str = "cpu") -> "FlowSpec":
+        return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound,
+                   contract.flow_compensation, contract.tvl1, device)
 
 
 class FlowTracker:
     """One stream's flow state: feed frames in order, get each frame's rgb planes and its
     quantised field (flow from the previous frame; zero motion for the first).
 
-    Holds an OpticalFlow, so one tracker per thread (and per stream)."""
+    Holds an OpticalFlow, so one tracker per thread (and per stream). For tvl1-torch the
+    previous grey frame stays on spec.device and only the field comes back to the host."""
 
     def __init__(self, spec: FlowSpec):
         self.spec = spec
-        self._flow = OpticalFlow(spec.method)
+        self._flow = OpticalFlow(spec.method, spec.tvl1, spec.device)
         self._no_motion = no_motion(spec.size)
-        self._prev_grey: np.ndarray | None = None
+        self._prev_grey: np.ndarray | torch.Tensor | None = None
 
     def push(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR (h, w, 3) -> (rgb (3, H, W) uint8, field (2, H, W) uint8)."""
         rgb, grey = resize_frame(bgr, self.spec.size)
+        if self.spec.method == "tvl1-torch":
+            grey = torch.from_numpy(grey).to(self.spec.device)[None]
         if self._prev_grey is None:
             field = self._no_motion
+        elif self.spec.method == "tvl1-torch":
+            field = torchprep.flow_fields(self._prev_grey, grey, self.spec)[0].cpu().numpy()
         else:
             field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound, self.spec.compensation)
         self._prev_grey = grey
@@ -159,13 +188,30 @@ class FlowTracker:
 
 
 def preprocess_clip(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
-    """BGR frames (F, h, w, 3) of any size -> rgb (F, 3, H, W) and flow (F, 2, H, W), uint8."""
+    """BGR frames (F, h, w, 3) of any size -> rgb (F, 3, H, W) and flow (F, 2, H, W), uint8.
+    tvl1-torch runs all F-1 pairs in batched calls on spec.device (TORCH_FLOW_CHUNK at a time):
+    each pair's field is the one FlowTracker computes, the batch only shares the work."""
+    if spec.method == "tvl1-torch":
+        return _preprocess_clip_torch(frames_bgr, spec)
     tracker = FlowTracker(spec)
     pairs = [tracker.push(frame) for frame in frames_bgr]
     if not pairs:
         height, width = spec.size
         return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _preprocess_clip_torch(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
+    height, width = spec.size
+    resized = [resize_frame(frame, spec.size) for frame in frames_bgr]
+    if not resized:
+        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)
+    greys = torch.from_numpy(np.stack([grey for _, grey in resized])).to(spec.device)
+    fields = [torch.from_numpy(no_motion(spec.size))[None].to(spec.device)]
+    for start in range(0, len(greys) - 1, TORCH_FLOW_CHUNK):
+        stop = min(start + TORCH_FLOW_CHUNK, len(greys) - 1)
+        fields.append(torchprep.flow_fields(greys[start:stop], greys[start + 1:stop + 1], spec))
+    return np.stack([rgb for rgb, _ in resized]), torch.cat(fields).cpu().numpy()
 
 
 def tower_inputs(rgb: np.ndarray, flow: np.ndarray, frames, length: int) -> tuple[np.ndarray, np.ndarray]:
