@@ -63,25 +63,26 @@ class ClipSet:
 
 @dataclass(frozen=True)
 class ClipPrep:
-    """How clip frames become Clips: the flow spec (FlowSpec.of(contract, device=...)) and
-    where preprocessed clips are cached (None: nowhere)."""
+    """How clip frames become Clips: the flow spec (FlowSpec.of(contract, device=...)), where
+    preprocessed clips are cached (None: nowhere), and whether flow runs in the main process
+    rather than in the rendering workers."""
 
     spec: FlowSpec
     cache: FlowCache | None = None
+    flow_in_main: bool = False
 
     @classmethod
     def of(cls, contract: ModelContract, device: str = "cpu", cache: Path | None = None) -> "ClipPrep":
-        return cls(FlowSpec.of(contract, device=device), FlowCache(Path(cache)) if cache else None)
-
-    @property
-    def in_workers(self) -> bool:
-        """Whether flow may run in a forked worker: everything but torch flow on a CUDA device."""
-        return self.spec.method != "tvl1-torch" or self.spec.device == "cpu"
+        """Torch flow on a device other than the CPU runs in the main process: CUDA does not
+        survive a fork. Everything else runs in the workers, in parallel."""
+        spec = FlowSpec.of(contract, device=device)
+        return cls(spec, FlowCache(Path(cache)) if cache else None,
+                   flow_in_main=spec.method == "tvl1-torch" and spec.device != "cpu")
 
 
 @dataclass(frozen=True)
 class _Pending:
-    """Frames a worker rendered whose flow the main process computes (on a CUDA device)."""
+    """Frames a worker rendered whose flow the main process computes (ClipPrep.flow_in_main)."""
 
     frames: np.ndarray  # BGR uint8 (F, h, w, 3)
     label: int
@@ -97,7 +98,7 @@ def _prepared(frames: np.ndarray, label: int, prep: ClipPrep) -> Clip | _Pending
         hit = prep.cache.load(key, prep.spec, len(frames))
         if hit is not None:
             return Clip(*hit, label)
-    if not prep.in_workers:
+    if prep.flow_in_main:
         return _Pending(frames, label, key)
     return _computed(frames, label, key, prep)
 

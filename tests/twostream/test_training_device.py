@@ -6,6 +6,7 @@ marked gpu run one AMP step and a tvl1-torch fit on CUDA, and skip cleanly witho
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -125,6 +126,26 @@ def test_clip_workers_run_torch_flow_after_the_parent_used_torch_threads():
     finally:
         torch.set_num_threads(threads)
     assert len(clips) == len(GESTURE_CLASSES) and clips.clips[0].flow.shape == (4, 2, 32, 32)
+
+
+def test_device_flow_runs_in_the_main_process_and_gives_the_workers_clips(monkeypatch):
+    """Torch flow on CUDA must not run in a forked worker: the workers render, the main process
+    computes the flow (the same code on the CPU here, forced), and the clips are the same."""
+    assert ClipPrep.of(CONTRACT, device="cuda").flow_in_main and not ClipPrep.of(CONTRACT).flow_in_main
+    assert not ClipPrep.of(dataclasses.replace(CONTRACT, flow_method="dis-fast", tvl1=None), device="cuda").flow_in_main
+    in_workers = _cached_clips(ClipPrep.of(CONTRACT))
+    main_pid, calls, real = os.getpid(), [], data.preprocess_clip
+
+    def counted(frames, spec):
+        calls.append(os.getpid())
+        return real(frames, spec)
+
+    monkeypatch.setattr(data, "preprocess_clip", counted)
+    in_main = _cached_clips(dataclasses.replace(ClipPrep.of(CONTRACT), flow_in_main=True))
+    assert calls == [main_pid] * len(GESTURE_CLASSES)  # a worker's calls would not reach this list
+    for a, b in zip(in_workers.clips, in_main.clips):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_array_equal(a.flow, b.flow)
 
 
 def test_flow_cache_miss_then_hit(tmp_path, monkeypatch):
