@@ -204,21 +204,25 @@ def test_cuda_without_cuda_and_amp_on_the_cpu_are_one_error_line(tmp_path, capsy
     assert not (tmp_path / "m.pt").exists()
 
 
+class _Stop(Exception):
+    pass
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_one_amp_step_on_cuda_gives_a_finite_loss_and_a_checkpoint_of_cpu_tensors(tmp_path, monkeypatch):
     contract = dataclasses.replace(CONTRACT, flow_method="dis-fast", tvl1=None)
     clips = data.generate_clips(contract, 1, seed=0, frames=8, workers=1)
     model = TwoStreamNet(contract).to("cuda")
-    losses, real_step = [], training._step
+    steps, real_step = [], training._step
 
     def step(loss, opt, sched, scaler):
-        assert loss.is_cuda and scaler.is_enabled()
-        losses.append(loss.item())
+        steps.append((loss.device.type, scaler.is_enabled(), loss.item()))
         real_step(loss, opt, sched, scaler)
 
     monkeypatch.setattr(training, "_step", step)
-    settings = training.TrainSettings(tower_epochs=1, tower_batch=8, samples_per_clip=1, device="cuda", amp=True,
+    # Two epochs of one step each (10 clips, batch 10); stopped after the first, on CUDA with AMP.
+    settings = training.TrainSettings(tower_epochs=2, tower_batch=10, samples_per_clip=1, device="cuda", amp=True,
                                       loader_workers=2)
     out = tmp_path / "amp.pt"
     saved = []
@@ -226,19 +230,20 @@ def test_one_amp_step_on_cuda_gives_a_finite_loss_and_a_checkpoint_of_cpu_tensor
     def on_epoch(progress, figures):
         save_checkpoint(out, model, metrics=figures, train_state=progress.to_train_state())
         saved.append(progress)
+        raise _Stop
 
-    training.train_towers(model, clips, settings, training.Progress(), on_epoch)
-    assert len(losses) == 2 and all(np.isfinite(losses))
+    with pytest.raises(_Stop):
+        training.train_towers(model, clips, settings, training.Progress(), on_epoch)
+    assert [(d, amp) for d, amp, _ in steps] == [("cuda", True)] and np.isfinite(steps[0][2])
     assert saved[0].scaler is not None and saved[0].cuda_rng is not None
     assert _only_cpu_tensors(out) > len(model.state_dict())  # weights, AdamW moments, generators
-    # Trained on CUDA, it resumes on the CPU: the moments move to the CPU parameters.
+    # Trained on CUDA, it resumes on a CPU: the moments move to the CPU parameters.
     checkpoint = read_checkpoint(out)
-    resumed = training.Progress.from_train_state(checkpoint.train_state)
     cpu_model = TwoStreamNet(contract)
     cpu_model.load_state_dict(checkpoint.state_dict)
-    training.train_towers(cpu_model, clips, dataclasses.replace(settings, tower_epochs=2, device="cpu", amp=False,
-                                                                loader_workers=0), resumed, lambda p, f: None)
-    assert len(losses) == 4 and all(np.isfinite(losses))
+    training.train_towers(cpu_model, clips, dataclasses.replace(settings, device="cpu", amp=False, loader_workers=0),
+                          training.Progress.from_train_state(checkpoint.train_state), lambda p, f: None)
+    assert [(d, amp) for d, amp, _ in steps[1:]] == [("cpu", False)] and np.isfinite(steps[1][2])
 
 
 @pytest.mark.gpu
