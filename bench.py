@@ -20,6 +20,11 @@ Many streams, overload and soak (benchmarks/: clips held in memory, real footage
     python bench.py --overload 3 --seconds 60         # one source 3x faster than it can be scored
     python bench.py --soak-frames 100000              # the fast path, resident memory sampled
     python bench.py --soak-minutes 30 --streams 4     # four live streams for 30 minutes
+
+Optical flow alone (benchmarks/flowbench.py): tvl1-torch against OpenCV contrib's TV-L1 and DIS,
+ms per pair at 112x112 and 224x224, batch 1 and 16, endpoint errors and agreement on real frames:
+
+    python bench.py --flow-bench --threads 2 [--flow-device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import numpy as np  # noqa: E402
 from cli import CommandParser, at_least_one, configure_logging, frame_size, non_negative_float, positive_seconds  # noqa: E402
 from twostream import seeds  # noqa: E402
 from engines.table import BACKEND_CHOICES, PRECISION_CHOICES  # noqa: E402
+from twostream.devices import DEVICES, resolve_device  # noqa: E402
 from twostream.errors import DataError, RecognizerError, SourceError  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "demo.pt"
@@ -76,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--naive-threads", type=int, default=0,
                         help="torch threads for the baseline (default 0: the faster of 1 and 2)")
     add_stream_options(parser)
+    flow = parser.add_argument_group("optical flow alone")
+    flow.add_argument("--flow-bench", action="store_true",
+                      help="time tvl1-torch, OpenCV TV-L1 and DIS on the same pairs (benchmarks/flowbench.py)")
+    flow.add_argument("--flow-device", default="auto", choices=DEVICES,
+                      help="where tvl1-torch runs in --flow-bench (default auto: CUDA when present)")
+    flow.add_argument("--flow-repeats", type=at_least_one, default=3, help="timed calls per figure (default 3)")
     return parser
 
 
@@ -352,8 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     # restores it).
     configure_logging()
     torch.set_num_threads(args.threads)
+    if args.flow_bench and mode is not None:
+        parser.error(f"--flow-bench runs alone, not with the {mode} mode")
     try:
-        result = bench(args) if mode is None else bench_streams(args, mode)
+        if args.flow_bench:
+            from benchmarks.flowbench import flow_bench
+
+            result = flow_bench(resolve_device(args.flow_device), args.flow_repeats)
+        else:
+            result = bench(args) if mode is None else bench_streams(args, mode)
     except RecognizerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

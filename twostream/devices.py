@@ -20,6 +20,6 @@ def resolve_device(name: str) -> str:
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ContractMismatch(f"CUDA requested but not available (device {name!r}; this torch "
-                                   f"{torch.__version__} sees no CUDA device): use --device cpu or auto")
+                                   f"{torch.__version__} sees no CUDA device): run on cpu, or auto")
         return name
     raise ContractMismatch(f"unknown device {name!r}; choose from {DEVICES}")

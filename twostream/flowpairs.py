@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from twostream.preprocess import resize_frame
+
 MOTIONS = ("translate", "rotate", "zoom", "object")
 
 
@@ -110,3 +112,21 @@ def endpoint_error(flow: np.ndarray, truth: np.ndarray, margin: int = 8) -> floa
     (where the true motion takes pixels out of view and no method can know it)."""
     error = np.linalg.norm(flow.astype(np.float64) - truth, axis=-1)
     return float(error[margin:-margin, margin:-margin].mean())
+
+
+def video_pairs(paths, size: tuple[int, int], per_video: int = 2, gap: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive frames of real footage: from each video, frames 0 and 1, gap and gap + 1, ...
+    (``per_video`` pairs), resized as every consumer of the contract resizes -> grey uint8 prev, cur (N, H, W).
+    Videos that cannot be read are left out; no pairs at all gives (0, H, W) arrays."""
+    prev, cur = [], []
+    for path in paths:
+        capture = cv2.VideoCapture(str(path))
+        frames = [capture.read()[1] for _ in range(gap * per_video)]
+        capture.release()
+        for start in range(0, len(frames) - 1, gap):
+            if frames[start] is not None and frames[start + 1] is not None:
+                prev.append(resize_frame(frames[start], size)[1])
+                cur.append(resize_frame(frames[start + 1], size)[1])
+    if not prev:
+        return np.zeros((0, *size), np.uint8), np.zeros((0, *size), np.uint8)
+    return np.stack(prev), np.stack(cur)

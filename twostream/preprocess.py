@@ -23,6 +23,7 @@ Everything is planar (channel-first) from the start: a clip is rgb (F, 3, H, W) 
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 
 import cv2
@@ -203,6 +204,10 @@ def preprocess_clip(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]
 
 def _preprocess_clip_torch(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
     height, width = spec.size
+    if multiprocessing.parent_process() is not None and spec.device == "cpu":
+        # A forked clip worker (twostream.data): OpenMP's thread pool does not survive fork, and
+        # the first parallel torch op would hang for good. The workers are the parallelism.
+        torch.set_num_threads(1)
     resized = [resize_frame(frame, spec.size) for frame in frames_bgr]
     if not resized:
         return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)

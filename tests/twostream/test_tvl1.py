@@ -4,6 +4,7 @@ against one by one, through the contract's clip and quantisation, and in the con
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import cv2
@@ -11,12 +12,17 @@ import numpy as np
 import pytest
 import torch
 
+import train
+from calibration.dataset import read_clip
 from engines.enginedir import check_expected_contract
+from realtime.flowstage import FlowSettings
+from realtime.sources import ArraySource
 from twostream import torchprep
 from twostream.checkpoint import read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import ContractMismatch
-from twostream.flowpairs import MOTIONS, endpoint_error, motion_pairs
+from twostream.gestures import GestureStream
+from twostream.flowpairs import MOTIONS, endpoint_error, motion_pairs, video_pairs
 from twostream.model import TwoStreamNet
 from twostream.preprocess import (FlowSpec, FlowTracker, OpticalFlow, compensate, preprocess_clip, quantise_flow,
                                   resize_frame)
@@ -60,20 +66,12 @@ def test_endpoint_error_is_close_to_opencv_contrib(synthetic, preset):
         assert mine_epe <= 1.5 * their_epe + 0.05, (pair.name, mine_epe, their_epe)
 
 
-def _real_pairs(size=(112, 112), per_video=2) -> tuple[np.ndarray, np.ndarray]:
+def _real_pairs(size=(112, 112)) -> tuple[np.ndarray, np.ndarray]:
     videos = sorted(VIDEOS.glob("*.avi")) + sorted(VIDEOS.glob("*.mp4"))
-    if not videos:
-        pytest.skip(f"no videos in {VIDEOS}")
-    prev, cur = [], []
-    for video in videos:
-        capture = cv2.VideoCapture(str(video))
-        frames = [capture.read()[1] for _ in range(10 * per_video)]
-        capture.release()
-        for start in range(0, len(frames) - 1, 10):
-            if frames[start] is not None and frames[start + 1] is not None:
-                prev.append(resize_frame(frames[start], size)[1])
-                cur.append(resize_frame(frames[start + 1], size)[1])
-    return np.stack(prev), np.stack(cur)
+    prev, cur = video_pairs(videos, size, per_video=2)
+    if not len(prev):
+        pytest.skip(f"no readable videos in {VIDEOS}")
+    return prev, cur
 
 
 @pytest.mark.parametrize("preset, bound", [("opencv", 0.15), ("fast", 0.3)])
@@ -174,3 +172,37 @@ def test_cuda_matches_cpu():
     assert cuda.device.type == "cuda" and cuda.dtype == torch.float32
     # the same algorithm in another float order: far below the methods' own error (0.01-0.1 px)
     assert (cuda.cpu() - cpu).norm(dim=1).mean() < 0.02
+
+
+def test_every_consumer_gets_the_same_tvl1_fields():
+    """Training's batched clip (preprocess_clip), calibration's reader and the runtime's flow
+    stage (FlowTracker on FlowSettings' spec) give bit-equal fields for a tvl1-torch contract,
+    with the contract's own parameters."""
+    contract = ModelContract(classes=GESTURE_CLASSES, input_size=(48, 64), flow_method="tvl1-torch",
+                             tvl1=dataclasses.replace(TVL1Params.fast(), warps=1), flow_compensation="median")
+    frames = [f.bgr for f, _ in zip(GestureStream(3, (96, 72)), range(6))]
+    rgb, fields = preprocess_clip(frames, FlowSpec.of(contract))
+    calibration = read_clip(ArraySource(np.stack(frames)), contract, max_frames=len(frames))
+    np.testing.assert_array_equal(calibration.rgb, rgb)
+    np.testing.assert_array_equal(calibration.flow, fields)
+    runtime = FlowSettings().resolve(contract)
+    assert runtime.tvl1 == contract.tvl1 and runtime.method == "tvl1-torch"
+    tracker = FlowTracker(runtime)
+    np.testing.assert_array_equal(np.stack([tracker.push(f)[1] for f in frames]), fields)
+    assert (fields[1:] != 128).any()  # the hand moves
+
+
+@pytest.mark.slow
+def test_train_fit_and_evaluate_with_tvl1_torch(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    tiny = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
+            "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1", "--no-real",
+            "--head-clips-per-class", "1", "--clips-per-class", "1", "--val-clips-per-class", "1",
+            "--tower-epochs", "1", "--head-epochs", "1"]
+    assert train.main(["fit", "--out", str(out), *tiny, "--flow", "tvl1-torch", "--tvl1-preset", "opencv"]) == 0
+    contract = read_checkpoint(out).contract
+    assert contract.flow_method == "tvl1-torch" and contract.tvl1 == TVL1Params.opencv()
+    capsys.readouterr()
+    assert train.main(["evaluate", "--model", str(out), "--frames", "12", "--clips-per-class", "1",
+                       "--per-clip", "1", "--workers", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["confusion"]) == len(GESTURE_CLASSES)
