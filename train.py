@@ -20,6 +20,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -98,6 +99,13 @@ def _resolve_device(args) -> None:
     if cuda:
         # Fixed input shapes: let cuDNN pick the fastest convolution algorithms once.
         torch.backends.cudnn.benchmark = True
+
+
+def _machine(args) -> str:
+    """What the run trained on, for the model card: the GPU, or the CPU cores this process may use."""
+    if args.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(args.device)} (CUDA{', fp16 autocast' if args.amp else ''})"
+    return f"{len(os.sched_getaffinity(0))} CPU cores"
 
 
 def fit(args) -> dict:
@@ -193,7 +201,7 @@ def fit(args) -> dict:
     report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
-               "train_minutes": round((time.monotonic() - started) / 60, 1)}
+               "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": _machine(args)}
     save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
     return metrics
 

@@ -82,7 +82,9 @@ def test_loader_workers_give_the_same_batches_and_weights(tmp_path, monkeypatch,
         out = tmp_path / f"w{workers}.pt"
         assert train.main(["fit", "--out", str(out), "--device", "cpu", "--loader-workers", str(workers),
                            *TINY]) == 0
-        weights[workers] = read_checkpoint(out).state_dict
+        checkpoint = read_checkpoint(out)
+        weights[workers] = checkpoint.state_dict
+        assert checkpoint.metrics["trained_on"] == f"{len(os.sched_getaffinity(0))} CPU cores"  # for the card
         _only_cpu_tensors(out)
     assert used == [0, 0, 2, 2]  # towers and head, each run: the workers were really used
     for key, value in weights[0].items():
@@ -254,6 +256,8 @@ def test_fit_with_tvl1_torch_flow_on_cuda(tmp_path, capsys):
             str(tmp_path / "cache"), *TINY]
     assert train.main(argv) == 0
     assert "training on cuda with fp16 autocast, 2 loader workers" in capsys.readouterr().err
-    assert read_checkpoint(out).contract.flow_method == "tvl1-torch"
+    checkpoint = read_checkpoint(out)
+    assert checkpoint.contract.flow_method == "tvl1-torch"
+    assert checkpoint.metrics["trained_on"] == f"{torch.cuda.get_device_name('cuda')} (CUDA, fp16 autocast)"
     _only_cpu_tensors(out)
     assert _entries(tmp_path / "cache")  # the flow computed on the GPU was cached
