@@ -9,7 +9,7 @@
 #   env         nvidia-smi -L, Python, torch and its CUDA, the GPU; which packages are missing
 #   pytest_gpu  pytest -m gpu -q: the tests that need CUDA
 #   fit_tvl1    train.py fit --device cuda (fp16, loader workers) on generated clips, flow
-#               tvl1-torch on the GPU, cached in $OUT/flow-cache; tiny settings, timed
+#               tvl1-torch on the GPU, cached in a temporary folder; tiny settings, timed
 #   flow_bench  bench.py --flow-bench --device cuda: TV-L1 ms per pair by batch size
 #   bench_1     bench.py --device cuda --backend torch --precision fp16 --flow tvl1-torch: one
 #               stream end to end (fps, stage times, glass-to-label latency)
@@ -27,6 +27,9 @@ DEADLINE_S="${DEADLINE_S:-520}"  # 9 minutes less the slack for a step killed at
 STREAMS="${STREAMS:-1 4 16}"
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
+# The flow cache of the fit steps holds hundreds of MB: kept out of $OUT, which comes back whole.
+FLOW_CACHE=$(mktemp -d -t gpu-check-flow-XXXXXX)
+trap 'rm -rf "$FLOW_CACHE"' EXIT
 : >"$SUMMARY"
 export PYTHONUNBUFFERED=1 OPENCV_LOG_LEVEL=SILENT
 
@@ -132,7 +135,7 @@ fi
 
 FIT=(train.py fit --device cuda --no-real --flow tvl1-torch --tvl1-preset fast --input-size 112
      --clips-per-class 6 --head-clips-per-class 3 --val-clips-per-class 2 --frames 32
-     --tower-epochs 2 --head-epochs 1 --batch 64 --workers 8 --flow-cache "$OUT/flow-cache")
+     --tower-epochs 2 --head-epochs 1 --batch 64 --workers 8 --flow-cache "$FLOW_CACHE")
 step fit_tvl1 120 "$PY" "${FIT[@]}" --out "$OUT/gpu_fit_tvl1.pt"
 
 # The flow benchmark's device option: --device, or --flow-device where bench.py names it so.
