@@ -28,8 +28,8 @@ epsilon^2 at a check, every 10 steps (OpenCV checks every step; checking less of
 GPU fewer synchronisations and a few more steps).
 
 Everything is whole-tensor arithmetic over (N, 2, H, W): no loop over pixels or over pairs.
-Each pair stops on its own (a frozen pair is no longer updated), so a pair's flow does not
-depend on which batch it was computed in.
+Each pair stops on its own (a converged pair leaves the working batch), and no step mixes
+pairs, so a pair's flow does not depend on the batch it was computed in.
 """
 
 from __future__ import annotations
@@ -90,7 +90,10 @@ class TVL1Params:
         """OpenCV contrib's DualTVL1OpticalFlow_create() defaults, read from opencv-contrib 5.0
         (getTau() ... getMedianFiltering()): tau 0.25, lambda 0.15, theta 0.3, 5 scales,
         scaleStep 0.8, 5 warps, epsilon 0.01, 10 outer x 30 inner iterations (at most 300
-        steps per warp, here ``iterations``), median filter 5, gamma 0 (no illumination term)."""
+        steps per warp, here ``iterations``), median filter 5, gamma 0 (no illumination term).
+        Here the median filter runs once after each warp (Wedel et al.); where OpenCV applies
+        its own between iterations may differ. On twostream.flowpairs' pairs a warp stops after
+        10 to 60 steps, so the 300 bound is rarely reached."""
         return cls(tau=0.25, lam=0.15, theta=0.3, scales=5, scale_step=0.8, warps=5,
                    iterations=300, epsilon=0.01, median=5)
 
