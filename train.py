@@ -3,12 +3,15 @@
     python train.py fit --out models/my.pt                       # on generated gesture clips
     python train.py fit --out models/my.pt --data DIR            # DIR/<class>/<video> clips
     python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
+    python train.py fit --out models/my.pt --device cuda --flow tvl1-torch --flow-cache ~/.cache/flow
     python train.py evaluate --model models/demo.pt              # held-out JSON report
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
 
 Every run is seeded; a checkpoint is written atomically after each epoch, with the optimizer,
 schedule and random generator state, so an interrupted run resumes exactly where it stopped.
+``--device`` picks where training and evaluation run (auto: CUDA when present); checkpoints hold
+CPU tensors whatever the device, so a model trained on a GPU loads anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -24,15 +28,16 @@ from pathlib import Path
 
 import torch
 
-from cli import CommandParser, configure_logging, default_of
+from cli import CommandParser, configure_logging, default_of, non_negative
 from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.backdrops import BackdropPool
 from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
-from twostream.data import (NO_GESTURE, folder_classes, generate_clips, load_folder, merge_clips,
+from twostream.data import (NO_GESTURE, ClipPrep, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
-from twostream.errors import CheckpointError, DataError, RecognizerError
+from twostream.devices import DEVICES, resolve_device
+from twostream.errors import CheckpointError, ContractMismatch, DataError, RecognizerError
 from twostream.fieldtest import FieldSettings
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
@@ -62,20 +67,49 @@ def _real_footage(args, contract: ModelContract):
 
 
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
+    # Flow on the training device when the contract names torch flow, cached when asked.
+    prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
     if args.data:
-        clips = load_folder(Path(args.data), contract, split, args.val_fraction)
+        clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
         # The pool only when it is used: a plain run calls generate_clips exactly as before.
         extra = {"backdrops": BackdropPool(real_videos), "backdrop_fraction": args.real_backdrop_fraction} \
             if real_videos and args.real_backdrop_fraction > 0 else {}
-        clips = generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers, **extra)
+        clips = generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers,
+                               prep=prep, **extra)
     if real_videos and split == "train" and args.real_clips_per_file > 0:
         clips = merge_clips(clips, real_clips(contract, real_videos, args.real_clips_per_file, seed,
-                                              frames=args.frames, workers=args.workers))
+                                              frames=args.frames, workers=args.workers, prep=prep))
     return clips
 
 
+def _resolve_device(args) -> None:
+    """--device to a torch device (one error line for CUDA that is not there), and the defaults
+    that follow from it: fp16 autocast and two loader workers on CUDA, neither on the CPU."""
+    args.device = resolve_device(args.device)
+    cuda = args.device.startswith("cuda")
+    if getattr(args, "amp", None) is None:
+        args.amp = cuda
+    elif args.amp and not cuda:
+        # bf16 autocast would be the CPU's mixed precision; measured 10x slower than fp32 for
+        # these small convolutions on this project's CPUs (twostream/training.py), so no.
+        raise ContractMismatch("--amp is fp16 mixed precision on CUDA; on the CPU training runs in fp32")
+    if getattr(args, "loader_workers", None) is None:
+        args.loader_workers = 2 if cuda else 0
+    if cuda:
+        # Fixed input shapes: let cuDNN pick the fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = True
+
+
+def _machine(args) -> str:
+    """What the run trained on, for the model card: the GPU, or the CPU cores this process may use."""
+    if args.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(args.device)} (CUDA{', fp16 autocast' if args.amp else ''})"
+    return f"{len(os.sched_getaffinity(0))} CPU cores"
+
+
 def fit(args) -> dict:
+    _resolve_device(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -107,9 +141,13 @@ def fit(args) -> dict:
         state = Progress()
         history = []
     contract = model.contract
+    model.to(args.device)
     settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
                              tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
-                             samples_per_clip=args.samples_per_clip, seed=args.seed)
+                             samples_per_clip=args.samples_per_clip, seed=args.seed,
+                             device=args.device, amp=args.amp, loader_workers=args.loader_workers)
+    logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
+                + f", {args.loader_workers} loader workers")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
               "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
                                     f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
@@ -151,28 +189,31 @@ def fit(args) -> dict:
         # A --data folder has no clips to spare, so its train split serves both stages.
         head_clips = _clips(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
                             real_videos)
-        feats = clip_features(model, head_clips, desc="cache tower features")
+        feats = clip_features(model, head_clips, desc="cache tower features", device=args.device, amp=args.amp)
         del head_clips
         train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
         del feats
     model.eval()
     held_out_seed = args.seed + seeds.HELD_OUT_OFFSET
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
-    report = evaluate(model, held_out, per_clip=args.per_clip)
+    report = evaluate(model, held_out, per_clip=args.per_clip, device=args.device)
+    model.cpu()  # the FLOP count runs on the CPU
     report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
-               "train_minutes": round((time.monotonic() - started) / 60, 1)}
+               "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": _machine(args)}
     save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
     return metrics
 
 
 def run_evaluate(args) -> dict:
+    _resolve_device(args)
     checkpoint = read_checkpoint(args.model)
     model = build_model(checkpoint)
     torch.manual_seed(args.seed)
     clips = _clips(args, model.contract, "val", args.seed, args.clips_per_class)
-    report = evaluate(model, clips, per_clip=args.per_clip)
+    report = evaluate(model.to(args.device), clips, per_clip=args.per_clip, device=args.device)
+    model.cpu()
     report["flops"] = count_flops(model)
     if args.record:  # keep the card true to the file when the data recipe has changed since training
         report["held_out"] = args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
@@ -259,6 +300,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--seed", type=int, default=seed)
         p.add_argument("--workers", type=int, default=2, help="processes rendering clips")
         p.add_argument("--per-clip", type=int, default=3, help="evaluation windows per held-out clip")
+        p.add_argument("--device", choices=DEVICES, default="auto",
+                       help="where the model and torch flow (tvl1-torch) run (default auto: CUDA when present)")
+        p.add_argument("--flow-cache", type=Path, metavar="DIR",
+                       help="keep preprocessed clips (rgb and flow) here and reuse them: keyed by the clip's "
+                            "frames and every flow parameter (twostream/flowcache.py)")
 
     f = sub.add_parser("fit", help="train towers then the fusion head")
     f.set_defaults(run=fit)
@@ -296,6 +342,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--samples-per-clip", type=int, default=train.samples_per_clip)
     f.add_argument("--batch", type=int, default=train.tower_batch, help="tower and head batch")
     f.add_argument("--lr", type=float, default=train.lr)
+    f.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="fp16 mixed precision (autocast + loss scaling); default on with CUDA; CUDA only")
+    f.add_argument("--loader-workers", type=non_negative, metavar="N",
+                   help="processes assembling training batches (default 2 on CUDA, 0 on the CPU)")
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)

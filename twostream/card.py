@@ -99,7 +99,8 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"- data: {recipe.get('data', 'not recorded')}",
         *_real_lines(recipe.get("real")),
         f"- command: `{recipe.get('command', 'not recorded')}`",
-        f"- training time: {m.get('train_minutes', '?')} min on 2 CPU cores",
+        # Files from before the device was recorded were all trained on the 2-core machines.
+        f"- training time: {m.get('train_minutes', '?')} min on {m.get('trained_on', '2 CPU cores')}",
         *([f"- initialised from `{recipe['initialised_from'].get('file')}`, itself trained by "
            f"`{recipe['initialised_from'].get('command')}` on {recipe['initialised_from'].get('data')}"]
           if "initialised_from" in recipe else []),

@@ -8,6 +8,12 @@ uint8; a window is a gather of T sampled frames and their L-deep flow stacks
 Real footage (twostream.realdata) adds ``no_gesture`` clips augmented from files nobody
 gestures in (``real_clips``) and real moving backgrounds behind generated gestures
 (``generate_clips(backdrops=...)``, twostream.backdrops).
+
+Where flow runs (``ClipPrep``): worker processes render or augment the BGR frames. Flow on the
+CPU (OpenCV's methods, or tvl1-torch on device "cpu") runs in those workers too; torch flow on a
+CUDA device runs in the main process, each clip's pairs in one batched call, as the workers hand
+the frames over (CUDA does not survive a fork). With a cache (twostream.flowcache) the workers
+look each clip up first and only a miss is computed, and stored.
 """
 
 from __future__ import annotations
@@ -15,14 +21,18 @@ from __future__ import annotations
 import multiprocessing
 import zlib
 from dataclasses import dataclass
+from collections import deque
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from twostream.backdrops import BackdropPool, RealBackdrop
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
+from twostream.flowcache import FlowCache
 from twostream.gestures import render_clip
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
 from twostream.realdata import RealVideo, augment_clip, read_video
@@ -51,17 +61,94 @@ class ClipSet:
         return len(self.clips)
 
 
+@dataclass(frozen=True)
+class ClipPrep:
+    """How clip frames become Clips: the flow spec (FlowSpec.of(contract, device=...)), where
+    preprocessed clips are cached (None: nowhere), and whether flow runs in the main process
+    rather than in the rendering workers."""
+
+    spec: FlowSpec
+    cache: FlowCache | None = None
+    flow_in_main: bool = False
+
+    @classmethod
+    def of(cls, contract: ModelContract, device: str = "cpu", cache: Path | None = None) -> "ClipPrep":
+        """Torch flow on a device other than the CPU runs in the main process: CUDA does not
+        survive a fork. Everything else runs in the workers, in parallel."""
+        spec = FlowSpec.of(contract, device=device)
+        return cls(spec, FlowCache(Path(cache)) if cache else None,
+                   flow_in_main=spec.method == "tvl1-torch" and spec.device != "cpu")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """Frames a worker rendered whose flow the main process computes (ClipPrep.flow_in_main)."""
+
+    frames: np.ndarray  # BGR uint8 (F, h, w, 3)
+    label: int
+    key: str | None  # the cache entry to store, None without a cache
+
+
+def _prepared(frames: np.ndarray, label: int, prep: ClipPrep) -> Clip | _Pending:
+    """In a worker (or the main process): the clip from the cache, else preprocessed here if
+    flow runs here, else handed to the main process."""
+    key = None
+    if prep.cache is not None:
+        key = prep.cache.key(frames, prep.spec)
+        hit = prep.cache.load(key, prep.spec, len(frames))
+        if hit is not None:
+            return Clip(*hit, label)
+    if prep.flow_in_main:
+        return _Pending(frames, label, key)
+    return _computed(frames, label, key, prep)
+
+
+def _computed(frames: np.ndarray, label: int, key: str | None, prep: ClipPrep) -> Clip:
+    rgb, flow = preprocess_clip(frames, prep.spec)
+    if key is not None:
+        prep.cache.store(key, prep.spec, rgb, flow)
+    return Clip(rgb, flow, label)
+
+
+def _finished(items: Iterable[Clip | _Pending], prep: ClipPrep) -> list[Clip]:
+    """In the main process, in order: the workers' clips, the pending ones preprocessed here."""
+    return [item if isinstance(item, Clip) else _computed(item.frames, item.label, item.key, prep)
+            for item in items]
+
+
+def _pool(workers: int):
+    """Forked clip workers, one torch thread each. Why one: a forked child whose parent already
+    ran torch's OpenMP thread pool hangs in its first parallel op (measured: tvl1-torch flow of
+    held-out clips rendered after training never returned), and with one thread it never enters
+    one; nor do ``workers`` processes then oversubscribe the cores."""
+    return multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+
+def _in_windows(pool, fn: Callable, jobs: list, workers: int) -> Iterator:
+    """``pool.imap(fn, jobs)`` with at most two windows of jobs in flight: the workers render
+    one window ahead while the main process takes the previous one's results. Plain imap would
+    render every clip ahead of a main process that is slower than the workers (device flow of
+    a heavy preset), each of them BGR frames at render size (up to 9 MB) waiting in memory."""
+    size = max(16, 8 * workers)
+    windows = deque()
+    for start in range(0, len(jobs), size):
+        windows.append(pool.imap(fn, jobs[start:start + size], chunksize=4))
+        if len(windows) == 2:
+            yield from windows.popleft()
+    while windows:
+        yield from windows.popleft()
+
+
 def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
     """Independent seed per (split seed, class, clip): split seeds never share a clip."""
     return int(np.random.SeedSequence([seed, class_index, clip_index]).generate_state(1)[0])
 
 
-def _generate_one(job: tuple) -> Clip:
-    contract, label_index, seed, frames, size, backdrop = job
+def _generate_one(job: tuple) -> Clip | _Pending:
+    contract, prep, label_index, seed, frames, size, backdrop = job
     bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps,
                       backdrop=backdrop)
-    rgb, flow = preprocess_clip(bgr, FlowSpec.of(contract))
-    return Clip(rgb, flow, label_index)
+    return _prepared(bgr, label_index, prep)
 
 
 def _backdrop_for(backdrops: BackdropPool | None, fraction: float, seed: int, size: tuple[int, int],
@@ -75,9 +162,11 @@ def _backdrop_for(backdrops: BackdropPool | None, fraction: float, seed: int, si
 
 def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, frames: int = 40,
                    workers: int = 2, backdrops: BackdropPool | None = None,
-                   backdrop_fraction: float = 0.0) -> ClipSet:
-    """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them;
+                   backdrop_fraction: float = 0.0, prep: ClipPrep | None = None) -> ClipSet:
+    """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them
+    (``prep``: where flow runs and is cached; default the CPU, no cache);
     ``backdrop_fraction`` of them over a real moving background from ``backdrops``."""
+    prep = prep or ClipPrep.of(contract)
     if tuple(contract.classes) != GESTURE_CLASSES:
         raise DataError("generated clips carry the gesture classes; the contract lists others")
     span = WindowPlan.of(contract).span
@@ -92,40 +181,42 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
             # The size is the first draw of the clip's seed, as it always was.
             size = RENDER_SIZES[int(np.random.default_rng(s).integers(len(RENDER_SIZES)))]
             backdrop = _backdrop_for(backdrops, backdrop_fraction, s, size, frames, contract.train_fps)
-            jobs.append((contract, c, s, frames, size, backdrop))
+            jobs.append((contract, prep, c, s, frames, size, backdrop))
     sources = tuple("generated" if j[-1] is None else "generated+real backdrop" for j in jobs)
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        clips = list(tqdm(pool.imap(_generate_one, jobs, chunksize=4), total=len(jobs),
-                          desc=f"generate clips (seed {seed})", unit="clip", disable=None))
+    with _pool(workers) as pool:
+        # Clips come over in order as they are rendered: the main process computes the pending
+        # ones' device flow while the workers render the next.
+        clips = _finished(tqdm(_in_windows(pool, _generate_one, jobs, workers), total=len(jobs),
+                               desc=f"generate clips (seed {seed})", unit="clip", disable=None), prep)
     return ClipSet(tuple(clips), GESTURE_CLASSES, sources)
 
 
-def _preprocess_one(job: tuple) -> Clip:
-    spec, bgr, label = job
-    rgb, flow = preprocess_clip(bgr, spec)
-    return Clip(rgb, flow, label)
+def _preprocess_one(job: tuple) -> Clip | _Pending:
+    prep, bgr, label = job
+    return _prepared(bgr, label, prep)
 
 
 def real_clips(contract: ModelContract, videos: tuple[RealVideo, ...], clips_per_file: int, seed: int,
-               frames: int = 40, workers: int = 2) -> ClipSet:
+               frames: int = 40, workers: int = 2, prep: ClipPrep | None = None) -> ClipSet:
     """``clips_per_file`` augmented ``no_gesture`` clips of ``frames`` frames from each decoded
-    real video (twostream.realdata.augment_clip), preprocessed; ``sources`` names each clip's
-    file. Seeded per (seed, file name, clip), so adding a file changes no other file's clips."""
+    real video (twostream.realdata.augment_clip), preprocessed as ``prep`` says (default: on
+    the CPU, no cache); ``sources`` names each clip's file. Seeded per (seed, file name, clip),
+    so adding a file changes no other file's clips."""
     if NO_GESTURE not in contract.classes:
         raise DataError(f"real footage is {NO_GESTURE!r}, a class this model does not have")
     label = tuple(contract.classes).index(NO_GESTURE)
     span = WindowPlan.of(contract).span
     if frames < span:
         raise DataError(f"clips of {frames} frames are shorter than one window ({span})")
-    spec = FlowSpec.of(contract)
+    prep = prep or ClipPrep.of(contract)
     clips, sources = [], []
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with _pool(workers) as pool:
         # One file at a time: its augmented frames go to the workers without piling up in memory.
         for video in tqdm(videos, desc=f"real no_gesture clips (seed {seed})", unit="file", disable=None):
             rngs = [np.random.default_rng([seed, _REAL_STREAM, zlib.crc32(video.name.encode()), i])
                     for i in range(clips_per_file)]
-            jobs = [(spec, augment_clip(video, rng, frames, contract.train_fps), label) for rng in rngs]
-            clips += pool.map(_preprocess_one, jobs)
+            jobs = [(prep, augment_clip(video, rng, frames, contract.train_fps), label) for rng in rngs]
+            clips += _finished(pool.map(_preprocess_one, jobs), prep)
             sources += [video.name] * len(jobs)
     return ClipSet(tuple(clips), tuple(contract.classes), tuple(sources))
 
@@ -148,10 +239,13 @@ def folder_classes(root: Path) -> tuple[str, ...]:
     return classes
 
 
-def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: float = 0.2) -> ClipSet:
-    """Labelled clips from ``root/<class>/<video>``. Split is deterministic: every
-    round(1/val_fraction)-th clip of each class (sorted by name) is held out."""
+def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: float = 0.2,
+                prep: ClipPrep | None = None) -> ClipSet:
+    """Labelled clips from ``root/<class>/<video>``, preprocessed as ``prep`` says (default: on
+    the CPU, no cache). Split is deterministic: every round(1/val_fraction)-th clip of each
+    class (sorted by name) is held out."""
     root = Path(root)
+    prep = prep or ClipPrep.of(contract)
     classes = folder_classes(root)
     if tuple(contract.classes) != classes:
         raise DataError(f"{root} has classes {list(classes)} but the model has {list(contract.classes)}")
@@ -165,8 +259,7 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
             if len(frames) < WindowPlan.of(contract).span:
                 raise DataError(f"{video} has {len(frames)} frames, fewer than one window "
                                 f"({WindowPlan.of(contract).span})")
-            rgb, flow = preprocess_clip(frames, FlowSpec.of(contract))
-            clips.append(Clip(rgb, flow, index))
+            clips += _finished([_prepared(frames, index, prep)], prep)
     if not clips:
         raise DataError(f"no {split} clips under {root} (looked for {sorted(VIDEO_SUFFIXES)})")
     return ClipSet(tuple(clips), classes)

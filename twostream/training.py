@@ -7,10 +7,17 @@ depend on the window, exactly as at run time) and the fusion head learns on wind
 cached feature pairs with the stride tau drawn at random (the paper draws tau in 5..15).
 
 After every epoch the caller gets a Progress: with the weights, all an exact resume needs.
+
+Training runs on ``TrainSettings.device`` ("cpu" or "cuda", see twostream.devices): batches are
+assembled on the host by a DataLoader (twostream.batches, worker processes when
+``loader_workers`` > 0) and copied over; with ``amp`` (CUDA only) the forward passes run under
+fp16 autocast and a GradScaler scales the loss. Whatever the device, what a Progress or a
+checkpoint holds is on the CPU, so a run trained on CUDA resumes or loads on a CPU machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -21,11 +28,16 @@ from torch import nn
 from tqdm import tqdm
 
 from twostream import seeds
+from twostream.batches import (ClipFeatures, HeadSamples, LoaderSettings, TowerSamples, collate, gather_window,
+                               head_plan, loader, to_device, tower_plan, tower_tensors)
 from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
 from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
-from twostream.preprocess import WindowPlan, tower_inputs
+from twostream.preprocess import tower_inputs
+
+__all__ = ["ClipFeatures", "Progress", "TrainSettings", "clip_features", "evaluate", "gather_window", "train_head",
+           "train_towers"]
 
 STAGES = ("towers", "head", "done")
 # The fusion train.py fit trains unless told otherwise (the demo model's). ModelContract's own
@@ -45,16 +57,14 @@ class TrainSettings:
     weight_decay: float = 1e-4
     strides: tuple[int, int] = (2, 4)  # tau drawn uniformly in [lo, hi] for head training
     seed: int = seeds.TRAIN
+    device: str = "cpu"  # a resolved device (twostream.devices.resolve_device), never "auto"
+    amp: bool = False  # fp16 autocast + GradScaler; CUDA only (bf16 on this CPU measured 10x slower)
+    loader_workers: int = 0  # DataLoader worker processes assembling batches
 
-
-@dataclass(frozen=True)
-class ClipFeatures:
-    """Tower features of every frame of one clip: spatial and temporal (F, C, h, w), valid from
-    frame L on (earlier frames lack a full flow stack, are never sampled, and hold zeros)."""
-
-    spatial: torch.Tensor
-    temporal: torch.Tensor
-    label: int
+    @property
+    def loading(self) -> LoaderSettings:
+        """Pinned batches on CUDA: the host-to-device copy then overlaps the previous step."""
+        return LoaderSettings(self.loader_workers, pin_memory=self.device.startswith("cuda"))
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,13 @@ class Progress:
     ``epoch`` epochs of ``stage`` are done. ``optimizer`` and ``scheduler`` are the stage's AdamW
     and OneCycleLR state_dicts (moments, step counts, learning rate and momentum): None at epoch
     0, where a stage starts both afresh. ``torch_rng`` is torch.get_rng_state(), uint8 (N,), for
-    the head's dropout masks to come (training runs on the CPU, so that generator is the only
-    torch one; the towers draw nothing from it, but a run resumed mid-towers must still reach the
-    head with the generator of the uninterrupted run). None (a fresh run) leaves it as it is.
+    the head's dropout masks to come on the CPU (the towers draw nothing from it, but a run
+    resumed mid-towers must still reach the head with the generator of the uninterrupted run).
+    None (a fresh run) leaves it as it is. On CUDA the dropout masks come from the device's
+    generator: ``cuda_rng`` is torch.cuda.get_rng_state(), uint8, and ``scaler`` the GradScaler's
+    state_dict (its loss scale) when the run uses fp16 autocast; both None otherwise.
     numpy needs nothing: every epoch draws from its own np.random.default_rng([seed, stage, epoch]).
+    Every tensor is on the CPU (``_after_epoch`` copies device tensors), so the file loads anywhere.
     """
 
     stage: str = "towers"
@@ -77,17 +90,21 @@ class Progress:
     optimizer: dict | None = None
     scheduler: dict | None = None
     torch_rng: torch.Tensor | None = None
+    cuda_rng: torch.Tensor | None = None
+    scaler: dict | None = None
 
     def next_stage(self) -> "Progress":
-        """Epoch 0 of the following stage: fresh optimizer and schedule, the same generator.
-        "done" keeps nothing (the shipped model file stays small)."""
+        """Epoch 0 of the following stage: fresh optimizer, schedule and loss scale, the same
+        generators. "done" keeps nothing (the shipped model file stays small)."""
         stage = STAGES[STAGES.index(self.stage) + 1]
-        return Progress(stage, 0, torch_rng=None if stage == "done" else self.torch_rng)
+        if stage == "done":
+            return Progress(stage, 0)
+        return Progress(stage, 0, torch_rng=self.torch_rng, cuda_rng=self.cuda_rng)
 
     def to_train_state(self) -> dict:
         """The checkpoint's ``train_state``: stage and epoch, plus the fields that are set."""
         state = {"stage": self.stage, "epoch": self.epoch}
-        for key in ("optimizer", "scheduler", "torch_rng"):
+        for key in ("optimizer", "scheduler", "torch_rng", "cuda_rng", "scaler"):
             if getattr(self, key) is not None:
                 state[key] = getattr(self, key)
         return state
@@ -112,90 +129,152 @@ class Progress:
             raise CheckpointError(f"{stage} epoch {epoch} checkpoint lacks {', '.join(missing)} (written before "
                                   "exact resume, or damaged): it cannot be resumed exactly; start the run again, "
                                   "or fine-tune from it with --init")
-        return Progress(stage, epoch, state.get("optimizer"), state.get("scheduler"), rng)
+        cuda_rng, scaler = state.get("cuda_rng"), state.get("scaler")
+        return Progress(stage, epoch, state.get("optimizer"), state.get("scheduler"), rng,
+                        cuda_rng if isinstance(cuda_rng, torch.Tensor) else None,
+                        scaler if isinstance(scaler, dict) else None)
 
 
-def _continue(start: Progress, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> None:
-    """Put a fresh optimizer, schedule and generator where ``start`` left them: the optimizer's
-    state_dict brings the moments and the learning rate and betas set for the next step, the
-    scheduler's its place in the cycle."""
+def _on_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def _autocast(settings: TrainSettings):
+    """fp16 autocast on CUDA when ``settings.amp``; nothing otherwise."""
+    if settings.amp and _on_cuda(settings.device):
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _scaler(settings: TrainSettings) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; disabled (a pass-through) otherwise."""
+    return torch.amp.GradScaler("cuda", enabled=settings.amp and _on_cuda(settings.device))
+
+
+def _continue(start: Progress, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+              scaler: torch.amp.GradScaler, device: str) -> None:
+    """Put a fresh optimizer, schedule, loss scale and generators where ``start`` left them: the
+    optimizer's state_dict brings the moments (load_state_dict moves them to the parameters'
+    device) and the learning rate and betas set for the next step, the scheduler's its place
+    in the cycle. A loss scale or CUDA generator from a run on another device has nothing to
+    continue here and is left out."""
     if start.optimizer is not None:
         opt.load_state_dict(start.optimizer)
         sched.load_state_dict(start.scheduler)
+    if start.scaler is not None and scaler.is_enabled():
+        scaler.load_state_dict(start.scaler)
     if start.torch_rng is not None:
         torch.set_rng_state(start.torch_rng)
+    if start.cuda_rng is not None and _on_cuda(device):
+        torch.cuda.set_rng_state(start.cuda_rng, device)
 
 
-def _after_epoch(stage: str, epoch: int, opt: torch.optim.Optimizer,
-                 sched: torch.optim.lr_scheduler.LRScheduler) -> Progress:
-    """Progress after ``epoch`` epochs. The state_dicts reference the live tensors: the
-    on_epoch callback saves them before the next step changes them."""
-    return Progress(stage, epoch, opt.state_dict(), sched.state_dict(), torch.get_rng_state())
+def _host(value):
+    """``value`` (a state_dict: nested dicts and lists of tensors and plain values) with every
+    tensor on the CPU. A CPU tensor stays itself (no copy)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host(v) for v in value)
+    return value
+
+
+def _after_epoch(stage: str, epoch: int, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                 scaler: torch.amp.GradScaler, device: str) -> Progress:
+    """Progress after ``epoch`` epochs, on the CPU. On the CPU the state_dicts reference the
+    live tensors: the on_epoch callback saves them before the next step changes them."""
+    return Progress(stage, epoch, _host(opt.state_dict()), sched.state_dict(), torch.get_rng_state(),
+                    torch.cuda.get_rng_state(device) if _on_cuda(device) else None,
+                    scaler.state_dict() if scaler.is_enabled() else None)
 
 
 def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generator, size: int):
-    """Random frames: rgb (B, 3, H, W), flow stacks (B, 2L, H, W) as float, labels (B,)."""
-    length = contract.stack_length
-    picks = rng.integers(len(clips), size=size)
-    rgb, flow, labels = [], [], []
-    for ci in picks:
-        clip = clips.clips[ci]
-        frame = int(rng.integers(length, len(clip.rgb)))
-        r, f = tower_inputs(clip.rgb, clip.flow, [frame], length)
-        rgb.append(r)
-        flow.append(f)
-        labels.append(clip.label)
-    return torch.from_numpy(np.concatenate(rgb)), torch.from_numpy(np.concatenate(flow)), torch.tensor(labels)
+    """Random frames, as train_towers draws them: rgb (B, 3, H, W), flow stacks (B, 2L, H, W)
+    as float, labels (B,)."""
+    samples = TowerSamples(clips, contract)
+    plan = tower_plan([len(c.rgb) for c in clips.clips], contract, rng, size, 1)[0]
+    return tower_tensors(collate([samples[i] for i in plan]), "cpu")
+
+
+def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+          scaler: torch.amp.GradScaler) -> None:
+    """One optimizer step; through the GradScaler, which skips the step if fp16 gradients
+    overflowed (a disabled scaler is a plain backward and step)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+
+
+def _show(bar, step: int, steps: int, **figures: Callable[[], float]) -> None:
+    """Progress-bar figures every 10th and the last step: reading a loss off the GPU waits for
+    it, and doing so every step would stop the host from queueing the next one meanwhile."""
+    if step % 10 == 0 or step == steps - 1:
+        bar.set_postfix({k: f"{f():.3f}" for k, f in figures.items()})
 
 
 def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start: Progress,
                  on_epoch: Callable[[Progress, dict], None]) -> None:
     """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc),
-    from ``start`` (Progress() for a fresh run); ``on_epoch(progress, figures)`` after each epoch."""
-    contract = model.contract
+    from ``start`` (Progress() for a fresh run); ``on_epoch(progress, figures)`` after each epoch.
+    ``model`` is already on ``settings.device``."""
+    contract, device = model.contract, settings.device
     params = (list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters())
               + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
-    _continue(start, opt, sched)
+    scaler = _scaler(settings)
+    _continue(start, opt, sched, scaler, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    samples, lengths = TowerSamples(clips, contract), [len(c.rgb) for c in clips.clips]
     for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
+        batches = loader(samples, tower_plan(lengths, contract, rng, settings.tower_batch, steps), settings.loading)
         model.train()
-        bar = tqdm(range(steps), desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
+        bar = tqdm(batches, total=steps, desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
                    disable=None)
-        correct = np.zeros(2)
+        correct = torch.zeros(2, dtype=torch.int64, device=device)
         seen = 0
-        for _ in bar:
-            rgb, flow, labels = _tower_batch(clips, contract, rng, settings.tower_batch)
-            # fp32 on purpose: bf16 autocast measured 10x slower for these small convs here.
-            s_logits = model.head.spatial_fc(model.spatial(rgb).mean(dim=(2, 3)))
-            t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
-            loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            correct += [(s_logits.argmax(1) == labels).sum().item(), (t_logits.argmax(1) == labels).sum().item()]
+        for step, batch in enumerate(bar):
+            rgb, flow, labels = tower_tensors(batch, device)
+            # fp32 on the CPU on purpose: bf16 autocast measured 10x slower for these small convs here.
+            with _autocast(settings):
+                s_logits = model.head.spatial_fc(model.spatial(rgb).mean(dim=(2, 3)))
+                t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
+                loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+            _step(loss, opt, sched, scaler)
+            correct += torch.stack([(s_logits.argmax(1) == labels).sum(), (t_logits.argmax(1) == labels).sum()])
             seen += len(labels)
-            bar.set_postfix(loss=f"{loss.item():.3f}", spatial=f"{correct[0] / seen:.2f}",
-                            temporal=f"{correct[1] / seen:.2f}")
-        on_epoch(_after_epoch("towers", epoch + 1, opt, sched),
-                 {"spatial_train_acc": correct[0] / seen, "temporal_train_acc": correct[1] / seen})
+            _show(bar, step, steps, loss=loss.item, spatial=lambda: correct[0].item() / seen,
+                  temporal=lambda: correct[1].item() / seen)
+        spatial_hits, temporal_hits = correct.tolist()
+        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device),
+                 {"spatial_train_acc": spatial_hits / seen, "temporal_train_acc": temporal_hits / seen})
 
 
 @torch.inference_mode()
-def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: str = "features") -> list[ClipFeatures]:
-    """Run both towers once over every frame of every clip (eval mode), as the runtime does."""
+def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: str = "features",
+                  device: str = "cpu", amp: bool = False) -> list[ClipFeatures]:
+    """Run both towers once over every frame of every clip (eval mode), as the runtime does, on
+    ``device`` (where ``model`` is), under fp16 autocast if ``amp`` (CUDA). The features come
+    back float32 on the CPU: the head's loader workers read them there, and the GPU's memory
+    stays for the towers."""
     model.eval()
     length = model.contract.stack_length
+    autocast = _autocast(TrainSettings(device=device, amp=amp))
     out = []
     for clip in tqdm(clips.clips, desc=desc, unit="clip", disable=None):
         rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)),
                                                                length))
-        spatial_valid = torch.cat([model.spatial(rgb[i:i + batch]) for i in range(0, len(rgb), batch)])
-        temporal_valid = torch.cat([model.temporal(flow[i:i + batch]) for i in range(0, len(flow), batch)])
+        with autocast:
+            spatial_valid = torch.cat([model.spatial(rgb[i:i + batch].to(device))
+                                       for i in range(0, len(rgb), batch)]).float().cpu()
+            temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
+                                        for i in range(0, len(flow), batch)]).float().cpu()
         spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
         temporal = torch.zeros_like(spatial)
         spatial[length:], temporal[length:] = spatial_valid, temporal_valid
@@ -203,17 +282,12 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
     return out
 
 
-def gather_window(features: ClipFeatures, end: int, contract: ModelContract, stride: int):
-    """Features of one window: spatial and temporal (T, C, h, w)."""
-    frames = torch.from_numpy(WindowPlan.of(contract, stride=stride).sampled(end))
-    return features.spatial[frames], features.temporal[frames]
-
-
 def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start: Progress,
                on_epoch: Callable[[Progress, dict], None]) -> None:
     """The fusion head on windows of cached tower features, tau drawn in ``settings.strides``,
-    from ``start`` (Progress("head") for a fresh run); ``on_epoch(progress, figures)`` after each epoch."""
-    contract = model.contract
+    from ``start`` (Progress("head") for a fresh run); ``on_epoch(progress, figures)`` after each
+    epoch. ``model`` is already on ``settings.device``; ``feats`` are on the CPU (clip_features)."""
+    contract, device = model.contract, settings.device
     head = model.head
     params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
     if not params:  # late fusion: the per-frame classifiers are the whole head
@@ -222,53 +296,45 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
-    _continue(start, opt, sched)
+    scaler = _scaler(settings)
+    _continue(start, opt, sched, scaler, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    lo, hi = settings.strides
+    samples, lengths = HeadSamples(feats, contract), [len(f.spatial) for f in feats]
     for epoch in range(start.epoch, settings.head_epochs):
         rng = np.random.default_rng([settings.seed, 2, epoch])
+        plan = head_plan(lengths, contract, rng, settings.head_batch, steps, settings.strides)
+        batches = loader(samples, plan, settings.loading)
         head.train()
-        bar = tqdm(range(steps), desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
+        bar = tqdm(batches, total=steps, desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
                    disable=None)
-        correct = seen = 0
-        for _ in bar:
-            s_batch, t_batch, labels = [], [], []
-            for ci in rng.integers(len(feats), size=settings.head_batch):
-                f = feats[ci]
-                # Short clips (user data) cap tau so that one window still fits.
-                max_stride = (len(f.spatial) - 1 - contract.stack_length) // max(contract.num_segments - 1, 1)
-                stride = max(1, min(int(rng.integers(lo, hi + 1)), max_stride))
-                end = int(rng.integers(WindowPlan.of(contract, stride=stride).first_end, len(f.spatial)))
-                s, t = gather_window(f, end, contract, stride)
-                s_batch.append(s)
-                t_batch.append(t)
-                labels.append(f.label)
-            labels = torch.tensor(labels)
-            logits = head(torch.stack(s_batch), torch.stack(t_batch))
-            loss = loss_fn(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            correct += (logits.argmax(1) == labels).sum().item()
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        for step, batch in enumerate(bar):
+            spatial, temporal, labels = to_device(batch, device)
+            with _autocast(settings):
+                logits = head(spatial, temporal)
+                loss = loss_fn(logits, labels)
+            _step(loss, opt, sched, scaler)
+            correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.2f}")
-        on_epoch(_after_epoch("head", epoch + 1, opt, sched), {"head_train_acc": correct / seen})
+            _show(bar, step, steps, loss=loss.item, acc=lambda: correct.item() / seen)
+        on_epoch(_after_epoch("head", epoch + 1, opt, sched, scaler, device), {"head_train_acc": correct.item() / seen})
 
 
 @torch.inference_mode()
-def evaluate(model: TwoStreamNet, clips: ClipSet, per_clip: int = 3) -> dict:
+def evaluate(model: TwoStreamNet, clips: ClipSet, per_clip: int = 3, device: str = "cpu") -> dict:
     """Top-1 of each tower and of the model, and the model's confusion matrix, over windows at
-    the run-time stride. Rows of the confusion matrix are true classes, columns predictions."""
+    the run-time stride, on ``device`` (where ``model`` is), in fp32. Rows of the confusion
+    matrix are true classes, columns predictions."""
     contract = model.contract
-    feats = clip_features(model, clips, desc="evaluate")
+    feats = clip_features(model, clips, desc="evaluate", device=device)
     pairs = eval_windows(clips, contract, per_clip)
     k = contract.num_classes
     confusion = np.zeros((k, k), dtype=int)
     hits = {"spatial": 0, "temporal": 0, "fused": 0}
     for ci, end in pairs:
         s, t = gather_window(feats[ci], end, contract, contract.stride)
-        s, t = s[None], t[None]
+        s, t = s[None].to(device), t[None].to(device)
         label = feats[ci].label
         s_logits, t_logits = model.head.tower_logits(s, t)
         fused = model.head(s, t)
