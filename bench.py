@@ -31,17 +31,21 @@ ms per pair at 112x112 and 224x224, batch 1 and 16, endpoint errors and agreemen
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 # Idle OpenMP workers sleep instead of spinning: on 2 vCPUs spinning workers starve the other
 # thread (a 2-thread batch-1 conv took ~400 ms instead of ~4). Only the naive baseline may use
 # more than one torch thread; this makes it as fast as it can be, so the speedup is not inflated.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Not for --flow-bench: TV-L1's thousands of small parallel ops run 3-4x slower with 2 threads
+# when OpenMP's workers sleep between them (measured at 224x224), and there nothing else runs.
+# It must be decided before torch loads OpenMP, hence before the arguments are parsed.
+if "--flow-bench" not in sys.argv[1:]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -9,6 +9,7 @@ one pair at a time, so theirs is the median of ``repeats`` rounds of the same pa
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -105,7 +106,8 @@ def _agreement(size: tuple[int, int], device: str) -> dict | None:
 def flow_bench(device: str, repeats: int = 3) -> dict:
     """The whole report for bench.py (JSON-ready)."""
     report = {"mode": "flow-bench", "device": device, "machine": machine(), "torch": torch.__version__,
-              "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__,
+              "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "opencv": cv2.__version__,
               "opencv_threads": cv2.getNumThreads(), "repeats": repeats,
               "presets": {name: params.to_dict() for name, params in PRESETS.items()}}
     if device.startswith("cuda"):
