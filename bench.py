@@ -25,7 +25,7 @@ Many streams, overload and soak (benchmarks/: clips held in memory, real footage
 Optical flow alone (benchmarks/flowbench.py): tvl1-torch against OpenCV contrib's TV-L1 and DIS,
 ms per pair at 112x112 and 224x224, batch 1 and 16, endpoint errors and agreement on real frames:
 
-    python bench.py --flow-bench --threads 2 [--flow-device auto|cpu|cuda]
+    python bench.py --flow-bench --threads 2 [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="flow method (default: the model's; without --model, random weights whose "
                              "contract names it); a model trained on another is refused")
     parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="where torch flow (tvl1-torch) and the torch backend run (default auto: CUDA if present)")
+                        help="where torch flow (tvl1-torch, also in --flow-bench) and the torch backend run "
+                             "(default auto: CUDA if present)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the pipeline (default 1)")
     parser.add_argument("--naive-threads", type=int, default=0,
                         help="torch threads for the baseline (default 0: the faster of 1 and 2)")
@@ -96,8 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     flow = parser.add_argument_group("optical flow alone")
     flow.add_argument("--flow-bench", action="store_true",
                       help="time tvl1-torch, OpenCV TV-L1 and DIS on the same pairs (benchmarks/flowbench.py)")
-    flow.add_argument("--flow-device", default="auto", choices=DEVICES,
-                      help="where tvl1-torch runs in --flow-bench (default auto: CUDA when present)")
     flow.add_argument("--flow-repeats", type=at_least_one, default=3, help="timed calls per figure (default 3)")
     return parser
 
@@ -317,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.flow_bench:
             from benchmarks.flowbench import flow_bench
 
-            result = flow_bench(resolve_device(args.flow_device), args.flow_repeats)
+            result = flow_bench(resolve_device(args.device), args.flow_repeats)
         else:
             args.device = resolve_device(args.device)  # cuda without CUDA: one error line
             result = bench(args) if mode is None else bench_streams(args, mode)

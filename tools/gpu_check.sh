@@ -138,10 +138,7 @@ FIT=(train.py fit --device cuda --no-real --flow tvl1-torch --tvl1-preset fast -
      --tower-epochs 2 --head-epochs 1 --batch 64 --workers 8 --flow-cache "$FLOW_CACHE")
 step fit_tvl1 120 "$PY" "${FIT[@]}" --out "$OUT/gpu_fit_tvl1.pt"
 
-# The flow benchmark's device option: --device, or --flow-device where bench.py names it so.
-FLOW_DEVICE=--device
-"$PY" bench.py --help 2>/dev/null | grep -q -- "--flow-device" && FLOW_DEVICE=--flow-device
-step flow_bench 120 "$PY" bench.py --flow-bench "$FLOW_DEVICE" cuda
+step flow_bench 120 "$PY" bench.py --flow-bench --device cuda
 
 # Random weights whose contract names tvl1-torch (speed does not depend on the weights).
 BENCH=(bench.py --device cuda --backend torch --precision fp16 --flow tvl1-torch)

@@ -14,7 +14,7 @@ from benchmarks import flowbench
 def test_flow_bench_reports_every_method(monkeypatch, capsys):
     monkeypatch.setattr(flowbench, "SIZES", ((48, 64),))
     monkeypatch.setattr(flowbench, "BATCHES", (1, 2))
-    assert bench.main(["--flow-bench", "--flow-device", "cpu", "--flow-repeats", "1"]) == 0
+    assert bench.main(["--flow-bench", "--device", "cpu", "--flow-repeats", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["mode"] == "flow-bench" and report["device"] == "cpu" and report["machine"]["cores"] >= 1
     figures = report["64x48"]
