@@ -90,11 +90,9 @@ def run_naive(backend, clip: Path, frames: int, threads: int, flow_device: str =
 
 def pick_naive_threads(backend, clip: Path, flow_device: str = "cpu") -> int:
     """The faster of 1 and 2 torch threads for the baseline, on a few of its windows."""
-    from realtime.naive import NaiveScorer  # noqa: F401 - same code path as run_naive
-
-    best, best_fps = 1, 0.0
     from twostream.preprocess import WindowPlan
 
+    best, best_fps = 1, 0.0
     probe_frames = WindowPlan.of(backend.contract).span + 4  # the first complete window and a few more
     for threads in (1, 2):
         run_naive(backend, clip, probe_frames, threads, flow_device)  # warm the thread pool up

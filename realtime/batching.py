@@ -6,7 +6,7 @@
                                              ONE backend call (3, 3, H, W) -> (3, C, h, w)
     the same for temporal ((N, 2L, H, W)) and head ((N, T, C, h, w) x 2 -> (N, K) logits)
 
-``SharedEngine`` owns one opened Backend and runs one worker thread per model part, which is
+``SharedEngine`` (realtime.sharedengine) owns one opened Backend and runs one worker thread per model part, which is
 exactly what the Backend protocol allows (concurrent calls to different parts, one call per
 part at a time). Each stream gets a ``client()``: a Backend whose calls submit their arrays to
 the part's worker and block until their own rows of a batched result are ready.
@@ -48,7 +48,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engines.base import Backend
 from realtime.errors import PipelineError
 from realtime.threads import DaemonThread
 from twostream.errors import EngineError
@@ -293,36 +292,28 @@ class PartWorker:
             self.counters.record(batch, started, call_ms)
 
 
-class SharedEngine:
-    """One Backend shared by many streams through ``client()``s, calls batched across them.
+class SharedWorkers:
+    """Part workers shared by many clients (SharedEngine, realtime.flowbatch.SharedFlow).
 
-    The backend's feature shape is probed and (``warm_up``) every part is run once in the
-    caller's thread, before the workers start, so no two threads ever call one part at once.
-    ``close`` stops the workers (queued calls get EngineError) and closes the backend.
-    """
+    Counts the open clients, since a worker stops waiting for more once every open client has
+    a call queued, and refuses new clients once closed. ``parts`` pairs each part's name with
+    the call its worker batches."""
 
-    def __init__(self, backend: Backend, settings: BatchSettings = BatchSettings(), *, warm_up: bool = True):
-        self.backend, self.settings = backend, settings
-        self.feature_shape = backend.feature_shape
-        if warm_up:
-            backend.warm_up()
+    def __init__(self, what: str, parts: tuple[tuple[str, Callable[..., np.ndarray]], ...], settings: BatchSettings):
+        self.settings = settings
+        self._what = what
         self._lock = threading.Lock()
         self._clients = 0
         self._closed = False
-        calls = (backend.spatial, backend.temporal, backend.head)
-        self._workers = tuple(PartWorker(part, call, settings, lambda: self._clients)
-                              for part, call in zip(PARTS, calls))
+        self._workers = tuple(PartWorker(part, call, settings, lambda: self._clients) for part, call in parts)
         for worker in self._workers:
             worker.start()
 
-    def client(self) -> "EngineClient":
-        """A new Backend for one stream (close it when the stream ends: until then the workers
-        count it among the clients a batch may wait for)."""
+    def _open_client(self) -> None:
         with self._lock:
             if self._closed:
-                raise EngineError("shared engine is closed")
+                raise EngineError(f"{self._what} is closed")
             self._clients += 1
-        return EngineClient(self)
 
     @property
     def open_clients(self) -> int:
@@ -334,66 +325,11 @@ class SharedEngine:
         for worker in self._workers:
             worker.wake()
 
-    def _submit(self, part: int, inputs: tuple) -> np.ndarray:
-        return self._workers[part].submit(inputs)
-
-    def stats(self) -> BatchStats:
-        return BatchStats(self.settings.max_batch, self.settings.max_wait_ms,
-                          tuple(worker.counters.snapshot() for worker in self._workers))
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers, then close the backend. Idempotent."""
+    def _stop_workers(self, timeout: float) -> bool:
+        """Stop the workers (queued calls get EngineError), once. True when this call stopped
+        them and every one ended within ``timeout``."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
-        joined = [worker.close(timeout) for worker in self._workers]
-        if all(joined):  # a worker still inside a call must not have the backend closed under it
-            self.backend.close()
-
-    def __enter__(self) -> "SharedEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class EngineClient(Backend):
-    """A stream's view of a SharedEngine: the Backend protocol (same contract, input size,
-    precision, device, tensor device, name and feature shape as the shared backend), each call submitted to
-    the part's worker; results are the caller's own arrays. ``warm_up`` does nothing (the
-    engine warmed the backend up once); ``close`` releases this client only. Idempotent."""
-
-    def __init__(self, engine: SharedEngine):
-        backend = engine.backend
-        super().__init__(backend.contract, backend.input_size, precision=backend.precision, device=backend.device)
-        self.name = backend.name
-        self.tensor_device = backend.tensor_device  # device streams' tensors batch on the device
-        self._feature_shape = engine.feature_shape
-        self._engine = engine
-        self._closed = False
-        self._close_lock = threading.Lock()
-
-    def _submit(self, part: int, *inputs: np.ndarray) -> np.ndarray:
-        if self._closed:
-            raise EngineError(f"engine client is closed ({PARTS[part]} called after close)")
-        return self._engine._submit(part, inputs)
-
-    def _spatial(self, rgb: np.ndarray) -> np.ndarray:
-        return self._submit(0, rgb)
-
-    def _temporal(self, flow: np.ndarray) -> np.ndarray:
-        return self._submit(1, flow)
-
-    def _head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return self._submit(2, s, t)
-
-    def warm_up(self) -> None:
-        """Nothing to do: the shared engine warmed its backend up when it was built."""
-
-    def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._engine._release()
+        return all([worker.close(timeout) for worker in self._workers])

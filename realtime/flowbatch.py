@@ -27,24 +27,20 @@ import threading
 
 import torch
 
-from realtime.batching import BatchSettings, PartBatchStats, PartWorker
+from realtime.batching import BatchSettings, PartBatchStats, SharedWorkers
 from twostream.errors import EngineError
 from twostream.preprocess import FlowSpec
 from twostream.torchprep import flow_fields
 
 
-class SharedFlow:
+class SharedFlow(SharedWorkers):
     """One flow worker for ``spec`` (tvl1-torch on ``spec.device``) shared by the device flow
     stages of many streams through ``client()``s. ``close`` stops the worker (queued pairs get
     EngineError). Idempotent."""
 
     def __init__(self, spec: FlowSpec, settings: BatchSettings = BatchSettings()):
-        self.spec, self.settings = spec, settings
-        self._lock = threading.Lock()
-        self._clients = 0
-        self._closed = False
-        self._worker = PartWorker("flow", self._fields, settings, lambda: self._clients)
-        self._worker.start()
+        self.spec = spec
+        super().__init__("shared flow", (("flow", self._fields),), settings)
 
     def _fields(self, prev_grey: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         """(N, H, W) uint8 pairs on the device -> quantised fields (N, 2, H, W) uint8 there."""
@@ -53,34 +49,18 @@ class SharedFlow:
     def client(self) -> "FlowClient":
         """A new client for one stream (close it when the stream ends: until then the worker
         counts it among the clients a batch may wait for)."""
-        with self._lock:
-            if self._closed:
-                raise EngineError("shared flow is closed")
-            self._clients += 1
+        self._open_client()
         return FlowClient(self)
 
-    @property
-    def open_clients(self) -> int:
-        return self._clients
-
-    def _release(self) -> None:
-        with self._lock:
-            self._clients -= 1
-        self._worker.wake()
-
     def _submit(self, prev_grey: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-        return self._worker.submit((prev_grey, grey))
+        return self._workers[0].submit((prev_grey, grey))
 
     def stats(self) -> PartBatchStats:
         """Batch sizes (pairs per call), queue waits and call times so far (part "flow")."""
-        return self._worker.counters.snapshot()
+        return self._workers[0].counters.snapshot()
 
     def close(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._worker.close(timeout)
+        self._stop_workers(timeout)
 
     def __enter__(self) -> "SharedFlow":
         return self

@@ -114,7 +114,7 @@ def one_line(error: BaseException) -> str:
 
 class Stream:
     """``source`` scored under ``name`` on ``engine_client`` (a Backend; the stream closes it
-    when it finishes, e.g. an realtime.batching.EngineClient). ``on_prediction(name,
+    when it finishes, e.g. a realtime.sharedengine.EngineClient). ``on_prediction(name,
     prediction)`` runs in the stream's head thread, ``on_status(status)`` in its supervisor
     thread at every state change. ``settings.capture.max_frames`` counts over all connections.
     ``flow_client``: torch flow's shared, batching worker (realtime.flowbatch; closed with the

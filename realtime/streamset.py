@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engines.base import Backend
-from realtime.batching import BatchSettings, BatchStats, SharedEngine
+from realtime.batching import BatchSettings, BatchStats
+from realtime.sharedengine import SharedEngine
 from realtime.deviceflow import runs_on_device
 from realtime.errors import PipelineError
 from realtime.flowbatch import SharedFlow

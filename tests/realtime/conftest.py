@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from twostream.checkpoint import save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
@@ -50,3 +51,14 @@ def make_stream():
 def short_clip():
     """48 frames of 160x120 gesture stream (two complete window spans and more)."""
     return stream_frames(48)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module, as the runtime runs (app.py, bench.py): with two threads
+    on a busy two-core machine, OpenMP's spinning makes TV-L1's many small ops over ten times
+    slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

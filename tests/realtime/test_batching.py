@@ -12,7 +12,8 @@ import pytest
 
 from engines.base import Backend
 from engines.torch_backend import TorchBackend
-from realtime.batching import BatchSettings, EngineClient, SharedEngine
+from realtime.batching import BatchSettings
+from realtime.sharedengine import EngineClient, SharedEngine
 from realtime.errors import PipelineError
 from twostream.errors import EngineError
 

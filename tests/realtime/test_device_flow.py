@@ -64,14 +64,8 @@ def check_bound(mine: np.ndarray, reference: np.ndarray, what: str) -> None:
     assert (off > 0).mean() <= MAX_OFF_BY_ONE, f"{what}: {(off > 0).mean():.2%} of values off by one"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """As the runtime runs (app.py, bench.py): with two threads on a busy two-core machine,
-    OpenMP's spinning makes TV-L1's many small ops over ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# As the runtime runs (app.py, bench.py): one torch thread (tests/realtime/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

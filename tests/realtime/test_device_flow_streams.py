@@ -28,13 +28,8 @@ from twostream.torchprep import flow_fields, resize_frames
 CPU_FLOW = PipelineSettings(flow=FlowSettings(device="cpu"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """As the runtime runs: two OpenMP threads on a busy two-core machine slow TV-L1 tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# As the runtime runs (app.py, bench.py): one torch thread (tests/realtime/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
