@@ -369,8 +369,8 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
             "() => { const m = /(\\d+) \\/ (\\d+)/.exec(document.querySelector('#counts')?.innerText || '');"
             " return m && Number(m[2]) > 0; }", timeout=90_000)
         last.wait_for_function("() => document.querySelector('#probs-plot polyline') !== null", timeout=60_000)
-        frames = [tab.evaluate("() => window.__frames") for tab in tabs]
-        assert all(n > 0 for n in frames), f"a tab got no frame: {frames}"
+        for tab in tabs:  # every tab, each given time of its own: a loaded machine paints slowly
+            tab.wait_for_function("() => window.__frames > 0", timeout=60_000)
         counts = server.counts()
         assert counts["tabs"] >= before["tabs"] + 4 and counts["session_streams"] == before["session_streams"]
         assert counts["process_streams"] == 2
