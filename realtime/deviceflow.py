@@ -38,7 +38,7 @@ from realtime.messages import FlowField, Frame
 from realtime.rings import FlowRing, FrameRing
 from realtime.stage import Control, ProcessingStage
 from twostream.preprocess import NO_MOTION, FlowSpec
-from twostream.torchprep import flow_fields, resize_frames
+from twostream.torchprep import FrameResizer, flow_fields
 
 # The flow methods this stage runs (and no other stage does): torch flow, on FlowSpec.device.
 DEVICE_FLOW_METHODS = ("tvl1-torch",)
@@ -101,6 +101,7 @@ class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
         self.frames, self.fields, self.spec = frames, fields, spec
         self._fields_fn = fields_fn
         self._upload = Upload(spec.device)
+        self._resize = FrameResizer(spec.size)
         self._cuda = torch.device(spec.device).type == "cuda"
         self._no_motion = torch.full((1, 2, *spec.size), NO_MOTION, dtype=torch.uint8, device=spec.device)
         self._prev_grey: torch.Tensor | None = None
@@ -108,12 +109,12 @@ class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
 
     def process(self, frame: Frame) -> FlowField:
         started = time.perf_counter()
-        rgb, grey = resize_frames(self._upload(frame.bgr), self.spec.size)
+        rgb, grey = self._resize(self._upload(frame.bgr))
         field = self._no_motion if self._prev_grey is None else self._fields_fn(self._prev_grey, grey)
         seq = self._seq
         self.frames.write(seq, rgb[0])
         self.fields.write(seq, field[0])
-        self._prev_grey = grey  # its own tensor: resize_frames allocates each call
+        self._prev_grey = grey  # its own tensor: the resizer allocates each call
         if self._cuda:
             torch.cuda.current_stream(self._upload.device).synchronize()  # module docstring: ordering
         self._seq += 1

@@ -57,26 +57,43 @@ def _area_zoom_weights(src: int, dst: int, device: torch.device) -> torch.Tensor
     return (torch.round(weights * 2048) / 2048).float()
 
 
+class FrameResizer:
+    """``resize_frames`` for a stream of frames of one size: the two weight matrices are built
+    once per source size and device, not per frame (the device flow stage's per-frame path)."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size  # (H, W)
+        self._key: tuple | None = None
+        self._rows = self._cols = None
+
+    def __call__(self, bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """bgr uint8 (N, h, w, 3) on any device -> (rgb uint8 (N, 3, H, W), grey uint8 (N, H, W))."""
+        if bgr.dtype != torch.uint8 or bgr.dim() != 4 or bgr.shape[-1] != 3:
+            raise ContractMismatch(f"resize_frames expects BGR uint8 (N, h, w, 3), got {bgr.dtype} {tuple(bgr.shape)}")
+        height, width = self.size
+        src_h, src_w = bgr.shape[1], bgr.shape[2]
+        if self._key != (src_h, src_w, bgr.device):
+            # OpenCV averages areas only when neither axis grows; otherwise both axes take the two-tap rule.
+            make = _area_weights if src_h >= height and src_w >= width else _area_zoom_weights
+            self._rows, self._cols = make(src_h, height, bgr.device), make(src_w, width, bgr.device).T
+            self._key = (src_h, src_w, bgr.device)
+        planes = bgr.permute(0, 3, 1, 2).float()  # (N, 3, h, w), B G R
+        small = torch.matmul(self._rows, torch.matmul(planes, self._cols))  # (N, 3, H, W)
+        # halves round up, as OpenCV's integer block average does for whole shrink factors (the
+        # common case: 224 -> 112); elsewhere exact halves are rare
+        small = torch.floor(small + 0.5).clamp(0, 255).to(torch.uint8)
+        b, g, r = small[:, 0].int(), small[:, 1].int(), small[:, 2].int()
+        grey = (b * _GREY_B + g * _GREY_G + r * _GREY_R + (1 << (_GREY_SHIFT - 1))) >> _GREY_SHIFT
+        return small.flip(1).contiguous(), grey.to(torch.uint8)
+
+
 def resize_frames(bgr: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """bgr uint8 (N, h, w, 3) on any device -> (rgb uint8 (N, 3, H, W), grey uint8 (N, H, W)),
     size = (H, W), on the same device; cv2.resize(INTER_AREA) then cvtColor to within 1 level.
 
-    The resize is separable, so it is two matmuls: (H, h) @ frame (h, w) @ (w, W)."""
-    if bgr.dtype != torch.uint8 or bgr.dim() != 4 or bgr.shape[-1] != 3:
-        raise ContractMismatch(f"resize_frames expects BGR uint8 (N, h, w, 3), got {bgr.dtype} {tuple(bgr.shape)}")
-    height, width = size
-    src_h, src_w = bgr.shape[1], bgr.shape[2]
-    # OpenCV averages areas only when neither axis grows; otherwise both axes take the two-tap rule.
-    make = _area_weights if src_h >= height and src_w >= width else _area_zoom_weights
-    rows, cols = make(src_h, height, bgr.device), make(src_w, width, bgr.device)
-    planes = bgr.permute(0, 3, 1, 2).float()  # (N, 3, h, w), B G R
-    small = torch.matmul(rows, torch.matmul(planes, cols.T))  # (N, 3, H, W)
-    # halves round up, as OpenCV's integer block average does for whole shrink factors (the
-    # common case: 224 -> 112); elsewhere exact halves are rare
-    small = torch.floor(small + 0.5).clamp(0, 255).to(torch.uint8)
-    b, g, r = small[:, 0].int(), small[:, 1].int(), small[:, 2].int()
-    grey = (b * _GREY_B + g * _GREY_G + r * _GREY_R + (1 << (_GREY_SHIFT - 1))) >> _GREY_SHIFT
-    return small.flip(1).contiguous(), grey.to(torch.uint8)
+    The resize is separable, so it is two matmuls: (H, h) @ frame (h, w) @ (w, W). For a stream
+    of frames use one FrameResizer (its weights are built once)."""
+    return FrameResizer(size)(bgr)
 
 
 def compensate(flow: torch.Tensor, compensation: str) -> torch.Tensor:

@@ -49,6 +49,16 @@ def test_resize_matches_opencv_on_random_frames(source, size):
     _check_resize(_smooth_frames(2, *source, seed=sum(source)), size)
 
 
+def test_a_frame_resizer_follows_a_change_of_source_size():
+    """The device flow stage keeps one FrameResizer per stream; a reconnected camera may come
+    back at another resolution, and its frames must not go through the old weights."""
+    resizer = torchprep.FrameResizer((64, 64))
+    for source in ((120, 160), (120, 160), (240, 320), (48, 48)):
+        frames = torch.from_numpy(_smooth_frames(1, *source, seed=source[1]))
+        for got, want in zip(resizer(frames), torchprep.resize_frames(frames, (64, 64))):
+            assert torch.equal(got, want)
+
+
 def test_grey_is_opencv_bgr2gray_exactly_at_equal_size():
     frames = _smooth_frames(1, 48, 64, seed=3)
     _, grey = torchprep.resize_frames(torch.from_numpy(frames), (48, 64))
