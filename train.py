@@ -5,6 +5,9 @@
     python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
     python train.py fit --out models/my.pt --device cuda --flow tvl1-torch --flow-cache ~/.cache/flow
     python train.py evaluate --model models/demo.pt              # held-out JSON report
+    python train.py fit --out ucf.pt --dataset ucf101 --root UCF-101 --split 1 --backbone resnet50
+    python train.py evaluate --model s1.pt s2.pt s3.pt --dataset ucf101 --root UCF-101 --split 1 2 3 \
+        --protocol frames25 --table                              # video top-1 per split and mean
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
 
@@ -33,14 +36,17 @@ from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.backdrops import BackdropPool
-from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
+from twostream.contract import (BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, FlowSource,
+                                ModelContract)
 from twostream.data import (NO_GESTURE, ClipPrep, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
+from twostream.datasets import DATASETS, dataset_clips, read_split
 from twostream.devices import DEVICES, resolve_device
 from twostream.errors import CheckpointError, ContractMismatch, DataError, RecognizerError
 from twostream.fieldtest import FieldSettings
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
+from twostream.protocols import PROTOCOLS, SplitResult, protocol_named, report, score_videos, table
 from twostream.realdata import RealSplit, default_real_dir, load_videos
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
@@ -69,6 +75,9 @@ def _real_footage(args, contract: ModelContract):
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
     # Flow on the training device when the contract names torch flow, cached when asked.
     prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
+    if args.dataset:  # an official split: its train list for both stages, its test list held out
+        return dataset_clips(read_split(args.dataset, args.root, args.split, args.lists),
+                             "train" if split == "train" else "test", contract, prep, args.jpegs, args.videos_per_class)
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
@@ -110,6 +119,7 @@ def _machine(args) -> str:
 
 def fit(args) -> dict:
     _resolve_device(args)
+    _check_dataset(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -129,6 +139,8 @@ def fit(args) -> dict:
         logger.info(f"fine-tuning from {args.init}")
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
+        if args.dataset:
+            classes = read_split(args.dataset, args.root, args.split, args.lists).classes
         contract = ModelContract(
             classes=classes, backbone=args.backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
@@ -136,7 +148,8 @@ def fit(args) -> dict:
             tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
             if args.flow == "tvl1-torch" else None,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
-            train_fps=args.fps)
+            train_fps=args.fps, flow_bound=args.jpeg_flow_bound if args.jpegs else 20.0,
+            flow_source=FlowSource("tvl1", args.jpeg_flow_bound) if args.jpegs else None)
         model = TwoStreamNet(contract, pretrained=args.pretrained)
         state = Progress()
         history = []
@@ -149,7 +162,7 @@ def fit(args) -> dict:
     logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
                 + f", {args.loader_workers} loader workers")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
-              "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
+              "data": _dataset_name(args) or args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
                                     f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
                                     f"{args.frames} frames each")}
     real_split, real_videos = _real_footage(args, contract)
@@ -198,7 +211,7 @@ def fit(args) -> dict:
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
     report = evaluate(model, held_out, per_clip=args.per_clip, device=args.device)
     model.cpu()  # the FLOP count runs on the CPU
-    report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
+    report["held_out"] = _dataset_name(args, "test") or args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
                "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": _machine(args)}
@@ -206,8 +219,48 @@ def fit(args) -> dict:
     return metrics
 
 
+def _check_dataset(args) -> None:
+    """--dataset and --root go together; --data is the other kind of folder; --jpegs needs both."""
+    if bool(args.dataset) != bool(args.root):
+        raise DataError("--dataset and --root go together (an official split of a dataset on disk)")
+    if args.dataset and args.data:
+        raise DataError("--data (a folder of class folders) and --dataset are two sources: give one")
+    if args.jpegs and not args.dataset:
+        raise DataError("--jpegs reads a dataset's pre-extracted frames and flow: it needs --dataset and --root")
+
+
+def _dataset_name(args, part: str = "train") -> str | None:
+    if not args.dataset:
+        return None
+    limit = f", first {args.videos_per_class} videos per class" if args.videos_per_class else ""
+    return (f"{args.dataset} split {args.split} {part} list, {args.root}"
+            + (f" (frames and TV-L1 flow JPEGs from {args.jpegs})" if args.jpegs else "") + limit)
+
+
+def evaluate_splits(args) -> dict:
+    """One model per official split, each on its split's test list under a video protocol."""
+    if len(args.model) != len(args.split):
+        raise DataError(f"{len(args.model)} models for {len(args.split)} splits: give one --model per --split")
+    protocol, results = protocol_named(args.protocol), []
+    for path, number in zip(args.model, args.split):
+        model = build_model(read_checkpoint(path)).to(args.device)
+        split = read_split(args.dataset, args.root, number, args.lists)
+        clips = dataset_clips(split, "test", model.contract, ClipPrep.of(model.contract, args.device, args.flow_cache),
+                              args.jpegs, args.videos_per_class)
+        results.append(SplitResult.of(args.dataset, number, protocol, score_videos(model, clips, protocol, args.device)))
+    return {**report(results), "source": protocol.source, "models": list(args.model), "table": table(results)}
+
+
 def run_evaluate(args) -> dict:
     _resolve_device(args)
+    _check_dataset(args)
+    if args.dataset and args.protocol != "windows":
+        return evaluate_splits(args)
+    if args.protocol != "windows":
+        raise DataError(f"--protocol {args.protocol} scores the test videos of an official split: give --dataset and --root")
+    if len(args.model) != 1 or len(args.split) > 1:
+        raise DataError("one --model and at most one --split, unless a video --protocol scores several splits")
+    args.model, args.split = args.model[0], args.split[0] if args.split else 1
     checkpoint = read_checkpoint(args.model)
     model = build_model(checkpoint)
     torch.manual_seed(args.seed)
@@ -216,7 +269,7 @@ def run_evaluate(args) -> dict:
     model.cpu()
     report["flops"] = count_flops(model)
     if args.record:  # keep the card true to the file when the data recipe has changed since training
-        report["held_out"] = args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
+        report["held_out"] = _dataset_name(args, "test") or args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
         save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "held_out": report},
                         train_state=checkpoint.train_state)
     return report
@@ -305,6 +358,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--flow-cache", type=Path, metavar="DIR",
                        help="keep preprocessed clips (rgb and flow) here and reuse them: keyed by the clip's "
                             "frames and every flow parameter (twostream/flowcache.py)")
+        p.add_argument("--dataset", choices=DATASETS, help="an official split of UCF101 or HMDB51 (with --root)")
+        p.add_argument("--root", type=Path, help="the dataset as distributed: one folder of videos per class")
+        p.add_argument("--lists", type=Path, help="its split lists (default: ROOT/ucfTrainTestlist or "
+                       "ROOT/testTrainMulti_7030_splits, else ROOT)")
+        p.add_argument("--jpegs", type=Path, metavar="DIR", help="read pre-extracted frames and TV-L1 flow from "
+                       "DIR/jpegs_256 and DIR/tvl1_flow/{u,v} instead of decoding videos (twostream/datasets.py)")
+        p.add_argument("--videos-per-class", type=int, metavar="N", help="only the first N videos of each class")
 
     f = sub.add_parser("fit", help="train towers then the fusion head")
     f.set_defaults(run=fit)
@@ -312,6 +372,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
     data_args(f, clips_per_class=150, seed=TrainSettings().seed)
+    f.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="the official split to train on")
+    f.add_argument("--jpeg-flow-bound", type=float, default=20.0, help="px the flow JPEGs map to 0 and 255")
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
@@ -349,8 +411,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)
-    e.add_argument("--model", required=True)
+    e.add_argument("--model", required=True, nargs="+", help="a model file (one per --split with a --protocol)")
     data_args(e, clips_per_class=40, seed=seeds.HELD_OUT)
+    e.add_argument("--split", type=int, choices=(1, 2, 3), nargs="+", default=[],
+                   help="official splits to evaluate, one model each")
+    e.add_argument("--protocol", choices=("windows",) + tuple(p.name for p in PROTOCOLS), default="windows",
+                   help="windows: this project's windows per clip; else a published video protocol "
+                        "(twostream/protocols.py) with --dataset")
+    e.add_argument("--table", action="store_true", help="print a Markdown table instead of JSON (video protocols)")
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
@@ -398,7 +466,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
         return 130
-    print(json.dumps(result["held_out"] if args.command == "fit" else result))
+    text = result.pop("table", None) if isinstance(result, dict) else None
+    print(text if getattr(args, "table", False) and text else
+          json.dumps(result["held_out"] if args.command == "fit" else result))
     return 0
 
 

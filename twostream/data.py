@@ -110,6 +110,12 @@ def _computed(frames: np.ndarray, label: int, key: str | None, prep: ClipPrep) -
     return Clip(rgb, flow, label)
 
 
+def prepare_frames(frames: np.ndarray, label: int, prep: ClipPrep) -> Clip:
+    """One clip's BGR frames (F, h, w, 3) -> Clip, in this process: from the cache, or
+    preprocessed (and cached) here."""
+    return _finished([_prepared(frames, label, prep)], prep)[0]
+
+
 def _finished(items: Iterable[Clip | _Pending], prep: ClipPrep) -> list[Clip]:
     """In the main process, in order: the workers' clips, the pending ones preprocessed here."""
     return [item if isinstance(item, Clip) else _computed(item.frames, item.label, item.key, prep)
@@ -259,7 +265,7 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
             if len(frames) < WindowPlan.of(contract).span:
                 raise DataError(f"{video} has {len(frames)} frames, fewer than one window "
                                 f"({WindowPlan.of(contract).span})")
-            clips += _finished([_prepared(frames, index, prep)], prep)
+            clips.append(prepare_frames(frames, index, prep))
     if not clips:
         raise DataError(f"no {split} clips under {root} (looked for {sorted(VIDEO_SUFFIXES)})")
     return ClipSet(tuple(clips), classes)
