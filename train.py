@@ -40,13 +40,13 @@ from twostream.contract import (BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUS
                                 ModelContract)
 from twostream.data import (NO_GESTURE, ClipPrep, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
-from twostream.datasets import DATASETS, dataset_clips, read_split
+from twostream.datasets import DATASETS, DatasetSource
 from twostream.devices import DEVICES, resolve_device
 from twostream.errors import CheckpointError, ContractMismatch, DataError, RecognizerError
 from twostream.fieldtest import FieldSettings
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
-from twostream.protocols import PROTOCOLS, SplitResult, protocol_named, report, score_videos, table
+from twostream.protocols import PROTOCOLS, evaluate_splits, protocol_named, splits_report, splits_table
 from twostream.realdata import RealSplit, default_real_dir, load_videos
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
@@ -75,9 +75,8 @@ def _real_footage(args, contract: ModelContract):
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
     # Flow on the training device when the contract names torch flow, cached when asked.
     prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
-    if args.dataset:  # an official split: its train list for both stages, its test list held out
-        return dataset_clips(read_split(args.dataset, args.root, args.split, args.lists),
-                             "train" if split == "train" else "test", contract, prep, args.jpegs, args.videos_per_class)
+    if args.source:  # an official split: its train list for both stages, its test list held out
+        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep)
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
@@ -119,7 +118,7 @@ def _machine(args) -> str:
 
 def fit(args) -> dict:
     _resolve_device(args)
-    _check_dataset(args)
+    _dataset_source(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -139,8 +138,8 @@ def fit(args) -> dict:
         logger.info(f"fine-tuning from {args.init}")
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
-        if args.dataset:
-            classes = read_split(args.dataset, args.root, args.split, args.lists).classes
+        if args.source:
+            classes = args.source.split(args.split).classes
         contract = ModelContract(
             classes=classes, backbone=args.backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
@@ -161,10 +160,10 @@ def fit(args) -> dict:
                              device=args.device, amp=args.amp, loader_workers=args.loader_workers)
     logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
                 + f", {args.loader_workers} loader workers")
-    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
-              "data": _dataset_name(args) or args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
-                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
-                                    f"{args.frames} frames each")}
+    data = args.source.describe(args.split, "train") if args.source else args.data or (
+        f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
+        f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
+    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
     real_split, real_videos = _real_footage(args, contract)
     if real_split is None:
         logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
@@ -211,7 +210,8 @@ def fit(args) -> dict:
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
     report = evaluate(model, held_out, per_clip=args.per_clip, device=args.device)
     model.cpu()  # the FLOP count runs on the CPU
-    report["held_out"] = _dataset_name(args, "test") or args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
+    report["held_out"] = args.source.describe(args.split, "test") if args.source else \
+        args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
                "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": _machine(args)}
@@ -219,45 +219,28 @@ def fit(args) -> dict:
     return metrics
 
 
-def _check_dataset(args) -> None:
-    """--dataset and --root go together; --data is the other kind of folder; --jpegs needs both."""
+def _dataset_source(args) -> None:
+    """args.source: the official dataset --dataset and --root name (None without them)."""
     if bool(args.dataset) != bool(args.root):
         raise DataError("--dataset and --root go together (an official split of a dataset on disk)")
     if args.dataset and args.data:
         raise DataError("--data (a folder of class folders) and --dataset are two sources: give one")
     if args.jpegs and not args.dataset:
         raise DataError("--jpegs reads a dataset's pre-extracted frames and flow: it needs --dataset and --root")
-
-
-def _dataset_name(args, part: str = "train") -> str | None:
-    if not args.dataset:
-        return None
-    limit = f", first {args.videos_per_class} videos per class" if args.videos_per_class else ""
-    return (f"{args.dataset} split {args.split} {part} list, {args.root}"
-            + (f" (frames and TV-L1 flow JPEGs from {args.jpegs})" if args.jpegs else "") + limit)
-
-
-def evaluate_splits(args) -> dict:
-    """One model per official split, each on its split's test list under a video protocol."""
-    if len(args.model) != len(args.split):
-        raise DataError(f"{len(args.model)} models for {len(args.split)} splits: give one --model per --split")
-    protocol, results = protocol_named(args.protocol), []
-    for path, number in zip(args.model, args.split):
-        model = build_model(read_checkpoint(path)).to(args.device)
-        split = read_split(args.dataset, args.root, number, args.lists)
-        clips = dataset_clips(split, "test", model.contract, ClipPrep.of(model.contract, args.device, args.flow_cache),
-                              args.jpegs, args.videos_per_class)
-        results.append(SplitResult.of(args.dataset, number, protocol, score_videos(model, clips, protocol, args.device)))
-    return {**report(results), "source": protocol.source, "models": list(args.model), "table": table(results)}
+    args.source = args.dataset and DatasetSource(args.dataset, args.root, args.lists, args.jpegs, args.videos_per_class)
 
 
 def run_evaluate(args) -> dict:
     _resolve_device(args)
-    _check_dataset(args)
-    if args.dataset and args.protocol != "windows":
-        return evaluate_splits(args)
+    _dataset_source(args)
+    if args.source and args.protocol != "windows":  # one model per official split, a video protocol
+        protocol = protocol_named(args.protocol)
+        results = evaluate_splits(args.source, args.model, args.split, protocol, args.device, args.flow_cache)
+        return {**splits_report(results), "source": protocol.source, "models": args.model,
+                "table": splits_table(results)}
     if args.protocol != "windows":
-        raise DataError(f"--protocol {args.protocol} scores the test videos of an official split: give --dataset and --root")
+        raise DataError(f"--protocol {args.protocol} scores the test videos of an official split: "
+                        "give --dataset and --root")
     if len(args.model) != 1 or len(args.split) > 1:
         raise DataError("one --model and at most one --split, unless a video --protocol scores several splits")
     args.model, args.split = args.model[0], args.split[0] if args.split else 1
@@ -269,7 +252,8 @@ def run_evaluate(args) -> dict:
     model.cpu()
     report["flops"] = count_flops(model)
     if args.record:  # keep the card true to the file when the data recipe has changed since training
-        report["held_out"] = _dataset_name(args, "test") or args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
+        report["held_out"] = args.source.describe(args.split, "test") if args.source else \
+            args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
         save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "held_out": report},
                         train_state=checkpoint.train_state)
     return report

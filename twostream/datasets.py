@@ -121,7 +121,8 @@ def read_ucf101(root: Path, split: int, lists: Path | None = None) -> DatasetSpl
     classes = []
     for n, fields in _lines(index_file):
         if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) != len(classes) + 1:
-            raise SplitError(f"{index_file}:{n}: expected '<{len(classes) + 1}> <class name>', got {' '.join(fields)!r}")
+            raise SplitError(f"{index_file}:{n}: expected '<{len(classes) + 1}> <class name>', "
+                             f"got {' '.join(fields)!r}")
         classes.append(fields[1])
     if len(classes) < 2:
         raise SplitError(f"{index_file}: needs at least two classes, has {len(classes)}")
@@ -204,7 +205,8 @@ def _jpegs(folder: Path, grey: bool) -> list[np.ndarray]:
     images = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) for f in files]
     broken = [f.name for f, image in zip(files, images) if image is None]
     if broken:
-        raise DataError(f"{folder}: cannot decode {broken[0]}" + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""))
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise DataError(f"{folder}: cannot decode {broken[0]}{more}")
     return images
 
 
@@ -249,9 +251,9 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
         raise DataError(f"{split.dataset} split {split.split} has {len(split.classes)} classes "
                         f"{list(split.classes[:3])}... but the model has {list(contract.classes[:3])}...")
     if jpegs is not None and contract.flow_source is None:
-        raise DataError("--jpegs: the model was not trained on pre-extracted flow (its contract has no flow_source)")
+        raise DataError(f"{jpegs}: the model was not trained on pre-extracted flow (its contract has no flow_source)")
     if jpegs is None and contract.flow_source is not None:
-        raise DataError("the model was trained on pre-extracted JPEG flow: evaluate it on the same (--jpegs DIR)")
+        raise DataError("the model was trained on pre-extracted JPEG flow: read the same JPEGs (--jpegs DIR)")
     samples, taken = [], [0] * len(split.classes)
     for sample in split.part(part):
         if per_class is None or taken[sample.label] < per_class:
@@ -269,3 +271,36 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
             raise DataError(f"{sample.video} has {len(clip.rgb)} frames, fewer than one window ({span})")
         clips.append(clip)
     return ClipSet(tuple(clips), split.classes, tuple(s.video for s in samples))
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """An official dataset on disk, as train.py's --dataset, --root, --lists, --jpegs and
+    --videos-per-class name it: the split lists under ``root`` (or ``lists``), the videos under
+    ``root``, or their frames and flow pre-extracted under ``jpegs``; ``per_class`` limits each
+    class to its first N videos of a part (None: all)."""
+
+    dataset: str
+    root: Path
+    lists: Path | None = None
+    jpegs: Path | None = None
+    per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise DataError(f"dataset {self.dataset!r} is not one of {DATASETS}")
+        if self.per_class is not None and self.per_class < 1:
+            raise DataError(f"videos per class must be >= 1, got {self.per_class}")
+
+    def split(self, number: int) -> DatasetSplit:
+        return read_split(self.dataset, Path(self.root), number, self.lists)
+
+    def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep) -> ClipSet:
+        """Part ``part`` ("train" or "test") of split ``number``, preprocessed for ``contract``."""
+        return dataset_clips(self.split(number), part, contract, prep, self.jpegs, self.per_class)
+
+    def describe(self, number: int, part: str) -> str:
+        """Where a part came from, for the model card and reports."""
+        jpegs = f" (frames and TV-L1 flow JPEGs from {self.jpegs})" if self.jpegs else ""
+        limit = f", first {self.per_class} videos per class" if self.per_class else ""
+        return f"{self.dataset} split {number} {part} list, {self.root}{jpegs}{limit}"

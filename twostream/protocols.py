@@ -21,8 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pathlib import Path
+
 from twostream.batches import gather_window
-from twostream.data import Clip, ClipSet
+from twostream.checkpoint import build_model, read_checkpoint
+from twostream.data import Clip, ClipPrep, ClipSet
+from twostream.datasets import DatasetSource
 from twostream.errors import DataError
 from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan, tower_inputs
@@ -144,21 +148,36 @@ class SplitResult:
         return cls(dataset, split, protocol.name, len(scores.labels), *(scores.top1(t) for t in TOWERS))
 
 
-def report(results: list[SplitResult]) -> dict:
+def evaluate_splits(source: DatasetSource, models: list[Path], splits: list[int], protocol: Protocol,
+                    device: str = "cpu", cache: Path | None = None) -> list[SplitResult]:
+    """Model file ``models[i]`` on the test list of split ``splits[i]`` under ``protocol``, on
+    ``device`` (flow cached in ``cache`` when given)."""
+    if len(models) != len(splits):
+        raise DataError(f"{len(models)} models for {len(splits)} splits: give one model per split")
+    results = []
+    for path, number in zip(models, splits):
+        model = build_model(read_checkpoint(path)).to(device)
+        clips = source.clips(number, "test", model.contract, ClipPrep.of(model.contract, device, cache))
+        results.append(SplitResult.of(source.dataset, number, protocol, score_videos(model, clips, protocol, device)))
+    return results
+
+
+def splits_report(results: list[SplitResult]) -> dict:
     """JSON-ready: every split's result and, per tower, the mean over the splits evaluated."""
     if not results:
         raise DataError("no split was evaluated")
     return {
         "protocol": results[0].protocol,
         "dataset": results[0].dataset,
-        "splits": [{"split": r.split, "videos": r.videos, **{f"top1_{t}": getattr(r, t) for t in TOWERS}} for r in results],
+        "splits": [{"split": r.split, "videos": r.videos, **{f"top1_{t}": getattr(r, t) for t in TOWERS}}
+                   for r in results],
         "mean": {f"top1_{t}": float(np.mean([getattr(r, t) for r in results])) for t in TOWERS},
     }
 
 
-def table(results: list[SplitResult]) -> str:
+def splits_table(results: list[SplitResult]) -> str:
     """The report as a Markdown table: one row per split, then their mean."""
-    data = report(results)
+    data = splits_report(results)
     lines = [f"{data['dataset']}, protocol {data['protocol']}", "",
              "| split | videos | spatial | temporal | fused |", "| --- | ---: | ---: | ---: | ---: |"]
     for row in data["splits"]:

@@ -137,7 +137,7 @@ def test_dataset_clips_decode_a_split_part_or_read_its_jpegs(tmp_path):
     assert len(from_jpegs) == 2 and from_jpegs.clips[1].flow.shape == (FRAMES, 2, 32, 32)
     with pytest.raises(DataError, match="was not trained on pre-extracted flow"):
         dataset_clips(split, "test", live, ClipPrep.of(live), jpegs=jpegs)
-    with pytest.raises(DataError, match="evaluate it on the same"):
+    with pytest.raises(DataError, match="read the same JPEGs"):
         dataset_clips(split, "test", _jpeg_contract(), ClipPrep.of(live))
     with pytest.raises(DataError, match="has 2 classes"):
         dataset_clips(split, "test", dataclasses.replace(live, classes=("a", "b")), ClipPrep.of(live))
