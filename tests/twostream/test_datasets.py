@@ -124,6 +124,16 @@ def test_the_contract_ties_pre_extracted_flow_to_the_same_live_algorithm_and_bou
     assert dataclasses.replace(contract, flow_source=None) != contract
 
 
+def test_live_a_jpeg_trained_model_runs_its_own_flow_and_refuses_another():
+    from realtime.flowstage import FlowSettings  # what app.py resolves its flow with
+
+    contract = _jpeg_contract()
+    spec = FlowSettings().resolve(contract)
+    assert (spec.method, spec.bound, spec.size, spec.tvl1) == ("tvl1-torch", 20.0, (32, 32), contract.tvl1)
+    with pytest.raises(ContractMismatch, match="flow method 'dis-medium' but the model was trained on 'tvl1-torch'"):
+        FlowSettings(method="dis-medium").resolve(contract)
+
+
 def test_dataset_clips_decode_a_split_part_or_read_its_jpegs(tmp_path):
     root = write_ucf101(tmp_path / "UCF-101")
     split = read_ucf101(root, 1)

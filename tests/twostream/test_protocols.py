@@ -134,6 +134,9 @@ def test_fit_on_hmdb51_and_on_pre_extracted_jpegs(tmp_path, capsys):
     out, held_out = _fit(tmp_path, capsys, *args, "--flow", "tvl1-torch")
     assert read_checkpoint(out).contract.flow_source == FlowSource("tvl1", 20.0)
     assert "TV-L1 flow JPEGs" in held_out["held_out"]
+    assert train.main(["card", "--model", str(out)]) == 0
+    assert "trained on pre-extracted `tvl1` flow JPEGs (±20 px" in out.with_suffix(".md").read_text()
+    capsys.readouterr()
     assert train.main(["evaluate", "--model", str(out), *args, "--protocol", "frames19"]) == 0
     assert json.loads(capsys.readouterr().out)["splits"][0]["videos"] == 2
 
