@@ -76,7 +76,7 @@ def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class
     # Flow on the training device when the contract names torch flow, cached when asked.
     prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
     if args.source:  # an official split: its train list for both stages, its test list held out
-        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep)
+        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep, args.workers)
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
@@ -235,7 +235,8 @@ def run_evaluate(args) -> dict:
     _dataset_source(args)
     if args.source and args.protocol != "windows":  # one model per official split, a video protocol
         protocol = protocol_named(args.protocol)
-        results = evaluate_splits(args.source, args.model, args.split, protocol, args.device, args.flow_cache)
+        results = evaluate_splits(args.source, args.model, args.split, protocol, args.device, args.flow_cache,
+                                  args.workers)
         return {**splits_report(results), "source": protocol.source, "models": args.model,
                 "table": splits_table(results)}
     if args.protocol != "windows":

@@ -227,6 +227,22 @@ def real_clips(contract: ModelContract, videos: tuple[RealVideo, ...], clips_per
     return ClipSet(tuple(clips), tuple(contract.classes), tuple(sources))
 
 
+def _read_one(job: tuple) -> Clip | _Pending:
+    path, label, prep = job
+    return _prepared(read_video(path).frames, label, prep)
+
+
+def read_files(files: list[tuple[Path, int]], prep: ClipPrep, workers: int = 2,
+               desc: str = "read videos") -> list[Clip]:
+    """(video file, label) pairs -> Clips in the same order, decoded and preprocessed in
+    ``workers`` forked processes (flow in the main process when ``prep.flow_in_main``), looked
+    up in and stored to ``prep.cache`` when it has one."""
+    jobs = [(Path(path), label, prep) for path, label in files]
+    with _pool(workers) as pool:
+        return _finished(tqdm(_in_windows(pool, _read_one, jobs, workers), total=len(jobs), desc=desc, unit="video",
+                              disable=None), prep)
+
+
 def merge_clips(*sets: ClipSet) -> ClipSet:
     """One ClipSet of several with the same classes, in order."""
     if len({s.classes for s in sets}) != 1:

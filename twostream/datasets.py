@@ -20,6 +20,7 @@ Every problem with the lists is one SplitError line naming the file and the line
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +29,9 @@ import numpy as np
 from tqdm import tqdm
 
 from twostream.contract import FlowSource, ModelContract
-from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, prepare_frames
+from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, read_files
 from twostream.errors import DataError, SplitError
 from twostream.preprocess import WindowPlan, compensate, no_motion, quantise_flow, resize_frame
-from twostream.realdata import read_video
 
 DATASETS = ("ucf101", "hmdb51")
 SPLITS = (1, 2, 3)
@@ -242,11 +242,37 @@ def read_jpeg_clip(layout: JpegLayout, video: str, contract: ModelContract) -> t
     return rgb, np.stack(fields)
 
 
+def _frame_count(sample: Sample, layout: JpegLayout | None) -> int:
+    if layout is not None:
+        return len(list(layout.rgb_dir(sample.video).glob("frame*.jpg")))
+    capture = cv2.VideoCapture(str(sample.path))
+    try:
+        return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    finally:
+        capture.release()
+
+
+def check_memory(samples: list[Sample], contract: ModelContract, layout: JpegLayout | None,
+                 budget: float | None = None) -> int:
+    """Bytes the clips of ``samples`` take at the model's size, uint8 rgb and flow (5 planes a
+    frame): training holds every clip of a part in memory. DataError past ``budget`` bytes
+    (default: half this machine's memory), before hours of decoding end in the OOM killer."""
+    height, width = contract.input_size
+    needed = sum(_frame_count(s, layout) for s in samples) * 5 * height * width
+    budget = budget or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
+    if needed > budget:
+        raise DataError(f"{len(samples)} videos would hold {needed / 2**30:.1f} GiB of frames and flow at "
+                        f"{height}x{width}, over {budget / 2**30:.1f} GiB (half this machine's memory): "
+                        "limit them with --videos-per-class N or a smaller --input-size")
+    return needed
+
+
 def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep: ClipPrep,
-                  jpegs: Path | None = None, per_class: int | None = None) -> ClipSet:
-    """One part ("train" or "test") of a split as Clips: decoded from the video files and
-    preprocessed as ``prep`` says, or (``jpegs``) read from the pre-extracted JPEG layout there.
-    ``per_class``: only the first N videos of each class (a quick run; None: all)."""
+                  jpegs: Path | None = None, per_class: int | None = None, workers: int = 2) -> ClipSet:
+    """One part ("train" or "test") of a split as Clips: decoded from the video files in
+    ``workers`` processes and preprocessed as ``prep`` says, or (``jpegs``) read from the
+    pre-extracted JPEG layout there. ``per_class``: only the first N videos of each class (a
+    quick run; None: all). Refused up front when they would not fit in memory (check_memory)."""
     if tuple(contract.classes) != split.classes:
         raise DataError(f"{split.dataset} split {split.split} has {len(split.classes)} classes "
                         f"{list(split.classes[:3])}... but the model has {list(contract.classes[:3])}...")
@@ -261,15 +287,16 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
             taken[sample.label] += 1
     span = WindowPlan.of(contract).span
     layout = JpegLayout(Path(jpegs)) if jpegs is not None else None
-    clips = []
-    for sample in tqdm(samples, desc=f"{split.dataset} split {split.split} {part}", unit="video", disable=None):
-        if layout is not None:
-            clip = Clip(*read_jpeg_clip(layout, sample.video, contract), sample.label)
-        else:
-            clip = prepare_frames(read_video(sample.path).frames, sample.label, prep)
+    check_memory(samples, contract, layout)
+    desc = f"{split.dataset} split {split.split} {part}"
+    if layout is not None:
+        clips = [Clip(*read_jpeg_clip(layout, s.video, contract), s.label)
+                 for s in tqdm(samples, desc=desc, unit="video", disable=None)]
+    else:
+        clips = read_files([(s.path, s.label) for s in samples], prep, workers, desc)
+    for sample, clip in zip(samples, clips):
         if len(clip.rgb) < span:
             raise DataError(f"{sample.video} has {len(clip.rgb)} frames, fewer than one window ({span})")
-        clips.append(clip)
     return ClipSet(tuple(clips), split.classes, tuple(s.video for s in samples))
 
 
@@ -295,9 +322,10 @@ class DatasetSource:
     def split(self, number: int) -> DatasetSplit:
         return read_split(self.dataset, Path(self.root), number, self.lists)
 
-    def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep) -> ClipSet:
-        """Part ``part`` ("train" or "test") of split ``number``, preprocessed for ``contract``."""
-        return dataset_clips(self.split(number), part, contract, prep, self.jpegs, self.per_class)
+    def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep, workers: int = 2) -> ClipSet:
+        """Part ``part`` ("train" or "test") of split ``number``, preprocessed for ``contract``
+        (video files decoded in ``workers`` processes)."""
+        return dataset_clips(self.split(number), part, contract, prep, self.jpegs, self.per_class, workers)
 
     def describe(self, number: int, part: str) -> str:
         """Where a part came from, for the model card and reports."""

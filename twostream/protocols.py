@@ -149,15 +149,15 @@ class SplitResult:
 
 
 def evaluate_splits(source: DatasetSource, models: list[Path], splits: list[int], protocol: Protocol,
-                    device: str = "cpu", cache: Path | None = None) -> list[SplitResult]:
+                    device: str = "cpu", cache: Path | None = None, workers: int = 2) -> list[SplitResult]:
     """Model file ``models[i]`` on the test list of split ``splits[i]`` under ``protocol``, on
-    ``device`` (flow cached in ``cache`` when given)."""
+    ``device`` (flow cached in ``cache`` when given; videos decoded in ``workers`` processes)."""
     if len(models) != len(splits):
         raise DataError(f"{len(models)} models for {len(splits)} splits: give one model per split")
     results = []
     for path, number in zip(models, splits):
         model = build_model(read_checkpoint(path)).to(device)
-        clips = source.clips(number, "test", model.contract, ClipPrep.of(model.contract, device, cache))
+        clips = source.clips(number, "test", model.contract, ClipPrep.of(model.contract, device, cache), workers)
         results.append(SplitResult.of(source.dataset, number, protocol, score_videos(model, clips, protocol, device)))
     return results
 

@@ -10,8 +10,8 @@ from tests.twostream.dataset_layouts import (DIRECTIONS, FRAMES, HMDB_CLASSES, S
                                              write_hmdb51, write_jpegs, write_ucf101)
 from twostream.contract import FlowSource, ModelContract
 from twostream.data import ClipPrep
-from twostream.datasets import (JpegLayout, dataset_clips, jpeg_flow_pixels, read_hmdb51, read_jpeg_clip, read_split,
-                                read_ucf101)
+from twostream.datasets import (JpegLayout, check_memory, dataset_clips, jpeg_flow_pixels, read_hmdb51, read_jpeg_clip,
+                                read_split, read_ucf101)
 from twostream.errors import ContractMismatch, DataError, SplitError
 from twostream.preprocess import quantise_flow
 
@@ -151,3 +151,14 @@ def test_dataset_clips_decode_a_split_part_or_read_its_jpegs(tmp_path):
         dataset_clips(split, "test", _jpeg_contract(), ClipPrep.of(live))
     with pytest.raises(DataError, match="has 2 classes"):
         dataset_clips(split, "test", dataclasses.replace(live, classes=("a", "b")), ClipPrep.of(live))
+
+
+def test_a_part_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_path):
+    split = read_ucf101(write_ucf101(tmp_path / "UCF-101", per_class=2), 1)
+    contract = _jpeg_contract()
+    needed = check_memory(list(split.train), contract, None, budget=2**30)
+    assert needed == len(split.train) * FRAMES * 5 * 32 * 32  # uint8 rgb (3) and flow (2) planes a frame
+    jpegs = write_jpegs(tmp_path / "jpegs", {s.video: 1 for s in split.train})
+    assert check_memory(list(split.train), contract, JpegLayout(jpegs), budget=2**30) == needed
+    with pytest.raises(DataError, match=r"2 videos would hold 0.0 GiB .* limit them with --videos-per-class N"):
+        check_memory(list(split.train), contract, None, budget=needed - 1)
