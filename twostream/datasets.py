@@ -90,20 +90,21 @@ def _lines(path: Path) -> list[tuple[int, list[str]]]:
 
 class _Files:
     """Video files under a root, found by relative path ignoring case: UCF101's lists spell
-    some names otherwise than its files (HandStandPushups vs HandstandPushups)."""
+    some names otherwise than its files (HandStandPushups vs HandstandPushups). With
+    ``required`` False (frames and flow read from JPEGs) a listed video need not be there."""
 
-    def __init__(self, root: Path):
-        if not root.is_dir():
+    def __init__(self, root: Path, required: bool = True):
+        if required and not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
-        self.root = root
+        self.root, self.required = root, required
         self._by_name = {str(p.relative_to(root)).lower(): p for p in root.glob("*/*")
                          if p.suffix.lower() in VIDEO_SUFFIXES}
 
     def find(self, relative: str, where: str) -> Path:
         path = self._by_name.get(relative.lower())
-        if path is None:
+        if path is None and self.required:
             raise SplitError(f"{where}: video {relative} is not under {self.root}")
-        return path
+        return path or self.root / relative
 
 
 def _check_split(split: int) -> None:
@@ -111,12 +112,13 @@ def _check_split(split: int) -> None:
         raise SplitError(f"split {split} is not one of {SPLITS}")
 
 
-def read_ucf101(root: Path, split: int, lists: Path | None = None) -> DatasetSplit:
-    """UCF101 split ``split`` (1..3): classInd.txt, trainlist0N.txt, testlist0N.txt."""
+def read_ucf101(root: Path, split: int, lists: Path | None = None, videos: bool = True) -> DatasetSplit:
+    """UCF101 split ``split`` (1..3): classInd.txt, trainlist0N.txt, testlist0N.txt; every
+    listed video must be under ``root`` unless ``videos`` is False (read from JPEGs)."""
     _check_split(split)
     root = Path(root)
     folder = _list_dir("ucf101", root, lists)
-    files = _Files(root)
+    files = _Files(root, videos)
     index_file = folder / "classInd.txt"
     classes = []
     for n, fields in _lines(index_file):
@@ -148,13 +150,13 @@ def read_ucf101(root: Path, split: int, lists: Path | None = None) -> DatasetSpl
     return DatasetSplit("ucf101", split, tuple(classes), parts["train"], parts["test"])
 
 
-def read_hmdb51(root: Path, split: int, lists: Path | None = None) -> DatasetSplit:
+def read_hmdb51(root: Path, split: int, lists: Path | None = None, videos: bool = True) -> DatasetSplit:
     """HMDB51 split ``split`` (1..3): one <class>_test_split<N>.txt per class, classes in
-    sorted name order; 1 = train, 2 = test, 0 = unused."""
+    sorted name order; 1 = train, 2 = test, 0 = unused. ``videos``: as read_ucf101."""
     _check_split(split)
     root = Path(root)
     folder = _list_dir("hmdb51", root, lists)
-    files = _Files(root)
+    files = _Files(root, videos)
     suffix = f"_test_split{split}.txt"
     split_files = sorted(folder.glob(f"*{suffix}"))
     classes = tuple(p.name[:-len(suffix)] for p in split_files)
@@ -176,11 +178,11 @@ def read_hmdb51(root: Path, split: int, lists: Path | None = None) -> DatasetSpl
     return DatasetSplit("hmdb51", split, classes, tuple(parts["train"]), tuple(parts["test"]))
 
 
-def read_split(dataset: str, root: Path, split: int, lists: Path | None = None) -> DatasetSplit:
+def read_split(dataset: str, root: Path, split: int, lists: Path | None = None, videos: bool = True) -> DatasetSplit:
     if dataset == "ucf101":
-        return read_ucf101(root, split, lists)
+        return read_ucf101(root, split, lists, videos)
     if dataset == "hmdb51":
-        return read_hmdb51(root, split, lists)
+        return read_hmdb51(root, split, lists, videos)
     raise DataError(f"dataset {dataset!r} is not one of {DATASETS}")
 
 
@@ -304,7 +306,8 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
 class DatasetSource:
     """An official dataset on disk, as train.py's --dataset, --root, --lists, --jpegs and
     --videos-per-class name it: the split lists under ``root`` (or ``lists``), the videos under
-    ``root``, or their frames and flow pre-extracted under ``jpegs``; ``per_class`` limits each
+    ``root``, or their frames and flow pre-extracted under ``jpegs`` (then the videos need not
+    be there, only the lists); ``per_class`` limits each
     class to its first N videos of a part (None: all)."""
 
     dataset: str
@@ -320,7 +323,7 @@ class DatasetSource:
             raise DataError(f"videos per class must be >= 1, got {self.per_class}")
 
     def split(self, number: int) -> DatasetSplit:
-        return read_split(self.dataset, Path(self.root), number, self.lists)
+        return read_split(self.dataset, Path(self.root), number, self.lists, videos=self.jpegs is None)
 
     def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep, workers: int = 2) -> ClipSet:
         """Part ``part`` ("train" or "test") of split ``number``, preprocessed for ``contract``

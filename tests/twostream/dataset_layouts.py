@@ -20,7 +20,7 @@ def frames(direction: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     x, out = (10 if direction > 0 else 54), []
     for _ in range(FRAMES):
-        frame = np.full((SIZE[1], SIZE[0], 3), 60, np.uint8) + rng.integers(0, 20, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+        frame = 60 + rng.integers(0, 20, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
         cv2.circle(frame, (int(x), 24), 6, (255, 255, 255), -1)
         out.append(frame)
         x += 3 * direction

@@ -10,8 +10,8 @@ from tests.twostream.dataset_layouts import (DIRECTIONS, FRAMES, HMDB_CLASSES, S
                                              write_hmdb51, write_jpegs, write_ucf101)
 from twostream.contract import FlowSource, ModelContract
 from twostream.data import ClipPrep
-from twostream.datasets import (JpegLayout, check_memory, dataset_clips, jpeg_flow_pixels, read_hmdb51, read_jpeg_clip,
-                                read_split, read_ucf101)
+from twostream.datasets import (DatasetSource, JpegLayout, check_memory, dataset_clips, jpeg_flow_pixels, read_hmdb51,
+                                read_jpeg_clip, read_split, read_ucf101)
 from twostream.errors import ContractMismatch, DataError, SplitError
 from twostream.preprocess import quantise_flow
 
@@ -44,7 +44,8 @@ def test_hmdb51_split_files_train_test_and_unused(tmp_path):
     (lambda r: (r / "ucfTrainTestlist" / "trainlist01.txt").write_text("ApplyEyeMakeup/v_gone.avi 1\n"),
      "trainlist01.txt:1: video ApplyEyeMakeup/v_gone.avi is not under"),
     (lambda r: (r / "ucfTrainTestlist" / "trainlist01.txt").write_text(
-        "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi 2\n"), "class index 2 but classInd.txt gives ApplyEyeMakeup index 1"),
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi 2\n"),
+     "class index 2 but classInd.txt gives ApplyEyeMakeup index 1"),
 ])
 def test_a_damaged_ucf101_list_is_one_split_error_naming_file_and_line(tmp_path, damage, message):
     root = write_ucf101(tmp_path / "UCF-101", per_class=2)
@@ -109,7 +110,8 @@ def test_missing_jpeg_folders_are_one_error(tmp_path):
 def test_the_contract_ties_pre_extracted_flow_to_the_same_live_algorithm_and_bound():
     contract = _jpeg_contract()
     assert ModelContract.from_json(contract.to_json()) == contract
-    assert ModelContract.from_dict({k: v for k, v in contract.to_dict().items() if k != "flow_source"}).flow_source is None
+    older = {k: v for k, v in contract.to_dict().items() if k != "flow_source"}  # a file from before flow sources
+    assert ModelContract.from_dict(older).flow_source is None
     with pytest.raises(ContractMismatch, match="pre-extracted tvl1, but flow_method 'dis-medium'"):
         _jpeg_contract(flow_method="dis-medium")
     with pytest.raises(ContractMismatch, match=r"clipped at \+-20.0 px, but flow_bound is 15.0"):
@@ -162,3 +164,18 @@ def test_a_part_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_path
     assert check_memory(list(split.train), contract, JpegLayout(jpegs), budget=2**30) == needed
     with pytest.raises(DataError, match=r"2 videos would hold 0.0 GiB .* limit them with --videos-per-class N"):
         check_memory(list(split.train), contract, None, budget=needed - 1)
+
+
+def test_with_pre_extracted_jpegs_only_the_split_lists_need_be_there(tmp_path):
+    root = write_ucf101(tmp_path / "UCF-101")
+    split = read_ucf101(root, 1)
+    jpegs = write_jpegs(tmp_path / "jpegs", {s.video: DIRECTIONS[s.label] for s in split.test})
+    for video in root.glob("*/*.avi"):
+        video.unlink()
+    with pytest.raises(SplitError, match="is not under"):
+        read_ucf101(root, 1)
+    source = DatasetSource("ucf101", root, jpegs=jpegs)
+    assert source.split(1).test == split.test  # the same ids, labels and (absent) paths
+    clips = source.clips(1, "test", _jpeg_contract(), ClipPrep.of(_jpeg_contract()))
+    assert [c.label for c in clips.clips] == [0, 1]
+    assert "frames and TV-L1 flow JPEGs from" in source.describe(1, "test")
