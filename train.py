@@ -119,6 +119,7 @@ def _machine(args) -> str:
 def fit(args) -> dict:
     _resolve_device(args)
     _dataset_source(args)
+    args.split = args.split or 1
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -225,8 +226,10 @@ def _dataset_source(args) -> None:
         raise DataError("--dataset and --root go together (an official split of a dataset on disk)")
     if args.dataset and args.data:
         raise DataError("--data (a folder of class folders) and --dataset are two sources: give one")
-    if args.jpegs and not args.dataset:
-        raise DataError("--jpegs reads a dataset's pre-extracted frames and flow: it needs --dataset and --root")
+    given = [flag for flag, value in (("--split", args.split), ("--lists", args.lists), ("--jpegs", args.jpegs),
+                                      ("--videos-per-class", args.videos_per_class)) if value]
+    if given and not args.dataset:
+        raise DataError(f"{given[0]} belongs to an official split of a dataset: it needs --dataset and --root")
     args.source = args.dataset and DatasetSource(args.dataset, args.root, args.lists, args.jpegs, args.videos_per_class)
 
 
@@ -234,6 +237,8 @@ def run_evaluate(args) -> dict:
     _resolve_device(args)
     _dataset_source(args)
     if args.source and args.protocol != "windows":  # one model per official split, a video protocol
+        if args.record:
+            raise DataError("--record stores the windows report of one model; a --protocol report is printed only")
         protocol = protocol_named(args.protocol)
         results = evaluate_splits(args.source, args.model, args.split, protocol, args.device, args.flow_cache,
                                   args.workers)
@@ -357,7 +362,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
     data_args(f, clips_per_class=150, seed=TrainSettings().seed)
-    f.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="the official split to train on")
+    f.add_argument("--split", type=int, choices=(1, 2, 3), help="the official split to train on (default 1)")
     f.add_argument("--jpeg-flow-bound", type=float, default=20.0, help="px the flow JPEGs map to 0 and 255")
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")

@@ -12,6 +12,10 @@ scores windows of T sampled frames as the runtime does: each tower is the head's
 logits, fused is the model's head; softmax averaged over windows and mirrors. A video's class is
 the argmax of its averaged score. Reports give top-1 per tower and fused, per split, and the
 mean over the splits evaluated.
+
+Views are whole frames resized as the contract says: the papers' test-time crops (Simonyan and
+Zisserman's four corners and centre, each mirrored) have no counterpart in a contract that
+never crops, so frames19 and frames25 take the frames as the runtime would.
 """
 
 from __future__ import annotations

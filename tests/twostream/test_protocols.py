@@ -144,12 +144,16 @@ def test_fit_on_hmdb51_and_on_pre_extracted_jpegs(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["fit", "--out", "{tmp}/m.pt", "--dataset", "ucf101"], "--dataset and --root go together"),
     (["fit", "--out", "{tmp}/m.pt", "--dataset", "ucf101", "--root", "{tmp}/absent"], "ucf101 folder not found"),
-    (["fit", "--out", "{tmp}/m.pt", "--jpegs", "{tmp}"], "--jpegs reads a dataset's pre-extracted"),
+    (["fit", "--out", "{tmp}/m.pt", "--jpegs", "{tmp}"], "--jpegs belongs to an official split of a dataset"),
     (["fit", "--out", "{tmp}/m.pt", "--dataset", "ucf101", "--root", "{tmp}/UCF-101", "--jpegs", "{tmp}"],
      "training flow was pre-extracted tvl1, but flow_method 'dis-ultrafast'"),
     (["evaluate", "--model", "{tmp}/a.pt", "{tmp}/b.pt", "--dataset", "ucf101", "--root", "{tmp}/UCF-101",
       "--split", "1", "--protocol", "frames25"], "2 models for 1 splits"),
     (["evaluate", "--model", "{tmp}/a.pt", "--protocol", "frames25"], "scores the test videos of an official split"),
+    (["evaluate", "--model", "{tmp}/a.pt", "--split", "2"], "--split belongs to an official split of a dataset"),
+    (["fit", "--out", "{tmp}/m.pt", "--videos-per-class", "2"], "--videos-per-class belongs to an official split"),
+    (["evaluate", "--model", "{tmp}/a.pt", "--dataset", "ucf101", "--root", "{tmp}/UCF-101", "--split", "1",
+      "--protocol", "frames19", "--record"], "--record stores the windows report of one model"),
 ])
 def test_bad_dataset_arguments_are_one_error_line(tmp_path, capsys, argv, message):
     write_ucf101(tmp_path / "UCF-101", per_class=2)
