@@ -232,15 +232,22 @@ def _read_one(job: tuple) -> Clip | _Pending:
     return _prepared(read_video(path).frames, label, prep)
 
 
+def clips_in_workers(fn: Callable[[tuple], Clip | _Pending], jobs: list[tuple], prep: ClipPrep, workers: int = 2,
+                     desc: str = "clips") -> list[Clip]:
+    """``fn(job)`` for every job in ``workers`` forked processes, in order: a Clip, or (via
+    _prepared) frames whose flow the main process computes as ``prep`` says. ``fn`` is a
+    module-level function (the pool pickles it by name)."""
+    with _pool(workers) as pool:
+        return _finished(tqdm(_in_windows(pool, fn, jobs, workers), total=len(jobs), desc=desc, unit="clip",
+                              disable=None), prep)
+
+
 def read_files(files: list[tuple[Path, int]], prep: ClipPrep, workers: int = 2,
                desc: str = "read videos") -> list[Clip]:
     """(video file, label) pairs -> Clips in the same order, decoded and preprocessed in
     ``workers`` forked processes (flow in the main process when ``prep.flow_in_main``), looked
     up in and stored to ``prep.cache`` when it has one."""
-    jobs = [(Path(path), label, prep) for path, label in files]
-    with _pool(workers) as pool:
-        return _finished(tqdm(_in_windows(pool, _read_one, jobs, workers), total=len(jobs), desc=desc, unit="video",
-                              disable=None), prep)
+    return clips_in_workers(_read_one, [(Path(path), label, prep) for path, label in files], prep, workers, desc)
 
 
 def merge_clips(*sets: ClipSet) -> ClipSet:

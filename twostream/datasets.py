@@ -26,10 +26,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from twostream.contract import FlowSource, ModelContract
-from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, read_files
+from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, clips_in_workers, read_files
 from twostream.errors import DataError, SplitError
 from twostream.preprocess import WindowPlan, compensate, no_motion, quantise_flow, resize_frame
 
@@ -244,6 +243,11 @@ def read_jpeg_clip(layout: JpegLayout, video: str, contract: ModelContract) -> t
     return rgb, np.stack(fields)
 
 
+def _read_jpeg_one(job: tuple) -> Clip:
+    layout, video, contract, label = job
+    return Clip(*read_jpeg_clip(layout, video, contract), label)
+
+
 def _frame_count(sample: Sample, layout: JpegLayout | None) -> int:
     if layout is not None:
         return len(list(layout.rgb_dir(sample.video).glob("frame*.jpg")))
@@ -271,8 +275,8 @@ def check_memory(samples: list[Sample], contract: ModelContract, layout: JpegLay
 
 def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep: ClipPrep,
                   jpegs: Path | None = None, per_class: int | None = None, workers: int = 2) -> ClipSet:
-    """One part ("train" or "test") of a split as Clips: decoded from the video files in
-    ``workers`` processes and preprocessed as ``prep`` says, or (``jpegs``) read from the
+    """One part ("train" or "test") of a split as Clips, in ``workers`` processes: decoded from
+    the video files and preprocessed as ``prep`` says, or (``jpegs``) read from the
     pre-extracted JPEG layout there. ``per_class``: only the first N videos of each class (a
     quick run; None: all). Refused up front when they would not fit in memory (check_memory)."""
     if tuple(contract.classes) != split.classes:
@@ -292,8 +296,8 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
     check_memory(samples, contract, layout)
     desc = f"{split.dataset} split {split.split} {part}"
     if layout is not None:
-        clips = [Clip(*read_jpeg_clip(layout, s.video, contract), s.label)
-                 for s in tqdm(samples, desc=desc, unit="video", disable=None)]
+        clips = clips_in_workers(_read_jpeg_one, [(layout, s.video, contract, s.label) for s in samples], prep,
+                                 workers, desc)
     else:
         clips = read_files([(s.path, s.label) for s in samples], prep, workers, desc)
     for sample, clip in zip(samples, clips):

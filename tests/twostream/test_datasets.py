@@ -179,3 +179,7 @@ def test_with_pre_extracted_jpegs_only_the_split_lists_need_be_there(tmp_path):
     clips = source.clips(1, "test", _jpeg_contract(), ClipPrep.of(_jpeg_contract()))
     assert [c.label for c in clips.clips] == [0, 1]
     assert "frames and TV-L1 flow JPEGs from" in source.describe(1, "test")
+    for image in (jpegs / "tvl1_flow" / "u" / f"v_{split.test[1].video}").iterdir():
+        image.unlink()
+    with pytest.raises(DataError, match=rf"no frame\*\.jpg in .*u/v_{split.test[1].video}"):  # from a worker, as it was
+        source.clips(1, "test", _jpeg_contract(), ClipPrep.of(_jpeg_contract()))
