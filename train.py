@@ -5,6 +5,9 @@
     python train.py fit --resume models/my.pt --out models/my.pt # continue an interrupted run
     python train.py fit --out models/my.pt --device cuda --flow tvl1-torch --flow-cache ~/.cache/flow
     python train.py evaluate --model models/demo.pt              # held-out JSON report
+    python train.py fit --out ucf.pt --dataset ucf101 --root UCF-101 --split 1 --backbone resnet50
+    python train.py evaluate --model s1.pt s2.pt s3.pt --dataset ucf101 --root UCF-101 --split 1 2 3 \
+        --protocol frames25 --table                              # video top-1 per split and mean
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
 
@@ -33,14 +36,17 @@ from twostream import seeds
 from twostream.card import render_card
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.backdrops import BackdropPool
-from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, ModelContract
+from twostream.contract import (BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, GESTURE_CLASSES, FlowSource,
+                                ModelContract)
 from twostream.data import (NO_GESTURE, ClipPrep, folder_classes, generate_clips, load_folder, merge_clips,
                             real_clips)
+from twostream.datasets import DATASETS, DatasetSource
 from twostream.devices import DEVICES, resolve_device
 from twostream.errors import CheckpointError, ContractMismatch, DataError, RecognizerError
 from twostream.fieldtest import FieldSettings
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
+from twostream.protocols import PROTOCOLS, evaluate_splits, protocol_named, splits_report, splits_table
 from twostream.realdata import RealSplit, default_real_dir, load_videos
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
@@ -69,6 +75,8 @@ def _real_footage(args, contract: ModelContract):
 def _clips(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
     # Flow on the training device when the contract names torch flow, cached when asked.
     prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
+    if args.source:  # an official split: its train list for both stages, its test list held out
+        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep, args.workers)
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
@@ -110,6 +118,8 @@ def _machine(args) -> str:
 
 def fit(args) -> dict:
     _resolve_device(args)
+    _dataset_source(args)
+    args.split = args.split or 1
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -129,6 +139,8 @@ def fit(args) -> dict:
         logger.info(f"fine-tuning from {args.init}")
     else:
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
+        if args.source:
+            classes = args.source.split(args.split).classes
         contract = ModelContract(
             classes=classes, backbone=args.backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
@@ -136,7 +148,8 @@ def fit(args) -> dict:
             tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
             if args.flow == "tvl1-torch" else None,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
-            train_fps=args.fps)
+            train_fps=args.fps, flow_bound=args.jpeg_flow_bound if args.jpegs else 20.0,
+            flow_source=FlowSource("tvl1", args.jpeg_flow_bound) if args.jpegs else None)
         model = TwoStreamNet(contract, pretrained=args.pretrained)
         state = Progress()
         history = []
@@ -148,10 +161,10 @@ def fit(args) -> dict:
                              device=args.device, amp=args.amp, loader_workers=args.loader_workers)
     logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
                 + f", {args.loader_workers} loader workers")
-    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv),
-              "data": args.data or (f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
-                                    f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), "
-                                    f"{args.frames} frames each")}
+    data = args.source.describe(args.split, "train") if args.source else args.data or (
+        f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
+        f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
+    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
     real_split, real_videos = _real_footage(args, contract)
     if real_split is None:
         logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
@@ -198,7 +211,8 @@ def fit(args) -> dict:
     held_out = _clips(args, contract, "val", held_out_seed, args.val_clips_per_class)
     report = evaluate(model, held_out, per_clip=args.per_clip, device=args.device)
     model.cpu()  # the FLOP count runs on the CPU
-    report["held_out"] = args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
+    report["held_out"] = args.source.describe(args.split, "test") if args.source else \
+        args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
                "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": _machine(args)}
@@ -206,8 +220,36 @@ def fit(args) -> dict:
     return metrics
 
 
+def _dataset_source(args) -> None:
+    """args.source: the official dataset --dataset and --root name (None without them)."""
+    if bool(args.dataset) != bool(args.root):
+        raise DataError("--dataset and --root go together (an official split of a dataset on disk)")
+    if args.dataset and args.data:
+        raise DataError("--data (a folder of class folders) and --dataset are two sources: give one")
+    given = [flag for flag, value in (("--split", args.split), ("--lists", args.lists), ("--jpegs", args.jpegs),
+                                      ("--videos-per-class", args.videos_per_class)) if value]
+    if given and not args.dataset:
+        raise DataError(f"{given[0]} belongs to an official split of a dataset: it needs --dataset and --root")
+    args.source = args.dataset and DatasetSource(args.dataset, args.root, args.lists, args.jpegs, args.videos_per_class)
+
+
 def run_evaluate(args) -> dict:
     _resolve_device(args)
+    _dataset_source(args)
+    if args.source and args.protocol != "windows":  # one model per official split, a video protocol
+        if args.record:
+            raise DataError("--record stores the windows report of one model; a --protocol report is printed only")
+        protocol = protocol_named(args.protocol)
+        results = evaluate_splits(args.source, args.model, args.split, protocol, args.device, args.flow_cache,
+                                  args.workers)
+        return {**splits_report(results), "source": protocol.source, "models": args.model,
+                "table": splits_table(results)}
+    if args.protocol != "windows":
+        raise DataError(f"--protocol {args.protocol} scores the test videos of an official split: "
+                        "give --dataset and --root")
+    if len(args.model) != 1 or len(args.split) > 1:
+        raise DataError("one --model and at most one --split, unless a video --protocol scores several splits")
+    args.model, args.split = args.model[0], args.split[0] if args.split else 1
     checkpoint = read_checkpoint(args.model)
     model = build_model(checkpoint)
     torch.manual_seed(args.seed)
@@ -216,7 +258,8 @@ def run_evaluate(args) -> dict:
     model.cpu()
     report["flops"] = count_flops(model)
     if args.record:  # keep the card true to the file when the data recipe has changed since training
-        report["held_out"] = args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
+        report["held_out"] = args.source.describe(args.split, "test") if args.source else \
+            args.data or f"generated: {args.clips_per_class} clips/class, seed {args.seed}"
         save_checkpoint(args.model, model, metrics={**checkpoint.metrics, "held_out": report},
                         train_state=checkpoint.train_state)
     return report
@@ -305,6 +348,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--flow-cache", type=Path, metavar="DIR",
                        help="keep preprocessed clips (rgb and flow) here and reuse them: keyed by the clip's "
                             "frames and every flow parameter (twostream/flowcache.py)")
+        p.add_argument("--dataset", choices=DATASETS, help="an official split of UCF101 or HMDB51 (with --root)")
+        p.add_argument("--root", type=Path, help="the dataset as distributed: one folder of videos per class")
+        p.add_argument("--lists", type=Path, help="its split lists (default: ROOT/ucfTrainTestlist or "
+                       "ROOT/testTrainMulti_7030_splits, else ROOT)")
+        p.add_argument("--jpegs", type=Path, metavar="DIR", help="read pre-extracted frames and TV-L1 flow from "
+                       "DIR/jpegs_256 and DIR/tvl1_flow/{u,v} instead of decoding videos (twostream/datasets.py)")
+        p.add_argument("--videos-per-class", type=int, metavar="N", help="only the first N videos of each class")
 
     f = sub.add_parser("fit", help="train towers then the fusion head")
     f.set_defaults(run=fit)
@@ -312,6 +362,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--resume", help="checkpoint of an interrupted run to continue")
     f.add_argument("--init", help="start from this checkpoint's weights and contract (fine-tuning)")
     data_args(f, clips_per_class=150, seed=TrainSettings().seed)
+    f.add_argument("--split", type=int, choices=(1, 2, 3), help="the official split to train on (default 1)")
+    f.add_argument("--jpeg-flow-bound", type=float, default=20.0, help="px the flow JPEGs map to 0 and 255")
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers")
     f.add_argument("--val-clips-per-class", type=int, default=40)
@@ -349,8 +401,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     e = sub.add_parser("evaluate", help="print held-out top-1 per tower and fused, and a confusion matrix, as JSON")
     e.set_defaults(run=run_evaluate)
-    e.add_argument("--model", required=True)
+    e.add_argument("--model", required=True, nargs="+", help="a model file (one per --split with a --protocol)")
     data_args(e, clips_per_class=40, seed=seeds.HELD_OUT)
+    e.add_argument("--split", type=int, choices=(1, 2, 3), nargs="+", default=[],
+                   help="official splits to evaluate, one model each")
+    e.add_argument("--protocol", choices=("windows",) + tuple(p.name for p in PROTOCOLS), default="windows",
+                   help="windows: this project's windows per clip; else a published video protocol "
+                        "(twostream/protocols.py) with --dataset")
+    e.add_argument("--table", action="store_true", help="print a Markdown table instead of JSON (video protocols)")
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
@@ -398,7 +456,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
         return 130
-    print(json.dumps(result["held_out"] if args.command == "fit" else result))
+    text = result.pop("table", None) if isinstance(result, dict) else None
+    print(text if getattr(args, "table", False) and text else
+          json.dumps(result["held_out"] if args.command == "fit" else result))
     return 0
 
 

@@ -90,6 +90,9 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "
         f"compensation `{c.flow_compensation}`, clipped to "
         f"±{c.flow_bound:g} px, {c.flow_quantisation}",
+        *([f"- trained on pre-extracted `{c.flow_source.method}` flow JPEGs (±{c.flow_source.bound:g} px, "
+           f"{c.flow_source.quantisation}), read back to px, resized with the frames and quantised as above; "
+           f"live it needs `{c.flow_method}` flow"] if c.flow_source else []),
         f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: {c.flow_channel_order}), "
         f"T = {c.num_segments} sampled frames, stride τ = {c.stride} frames at {c.train_fps:g} fps "
         f"(a window spans {WindowPlan.of(c).span} frames)",

@@ -27,6 +27,12 @@ FLOW_COMPENSATIONS = ("none", "mean", "median")
 FLOW_NO_MOTION = 128  # the quantised value of zero displacement
 FLOW_QUANTISATION = "uint8: q = clip(round(flow * 128 / bound) + 128, 0, 255)"
 FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), oldest first"
+# Pre-extracted flow JPEGs (the tvl1_flow/{u,v}/ folders of the two-stream code bases, written by
+# dense_flow-style extractors): each axis clipped to +-bound px and stretched over 0..255, so zero
+# motion is 127.5, not 128, and a step is 2*bound/255 px, not bound/128.
+JPEG_FLOW_QUANTISATION = "uint8 JPEG: q = round((clip(flow, -bound, bound) + bound) * 255 / (2 * bound))"
+# The live flow method each extractor's fields are matched by (the same algorithm).
+JPEG_FLOW_METHODS = {"tvl1": ("tvl1", "tvl1-torch"), "farneback": ("farneback",)}
 
 GESTURE_CLASSES = (
     "no_gesture",
@@ -45,6 +51,42 @@ logger = logging.getLogger(__name__)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FlowSource:
+    """Where a model's training flow came from when it was not computed from the frames by this
+    code: pre-extracted JPEG fields of ``method`` ("tvl1", "farneback"), quantised as
+    ``quantisation`` says with their own ``bound`` (px at the extraction frames' size).
+
+    Training reads them back to pixels (twostream.datasets.jpeg_flow_pixels) and quantises them as the live flow is
+    (ModelContract.flow_quantisation), so the temporal tower sees one input form; the contract
+    then requires a live flow method of the same algorithm and the same bound, and
+    check_runtime refuses another method as for any model.
+    """
+
+    method: str = "tvl1"
+    bound: float = 20.0
+    quantisation: str = JPEG_FLOW_QUANTISATION
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.method not in JPEG_FLOW_METHODS:
+            found.append(f"flow source method {self.method!r} is not one of {tuple(JPEG_FLOW_METHODS)}")
+        if not self.bound > 0:
+            found.append(f"flow source bound {self.bound} is not positive")
+        if self.quantisation != JPEG_FLOW_QUANTISATION:
+            found.append(f"unknown flow source quantisation {self.quantisation!r}")
+        return found
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FlowSource":
+        if not isinstance(data, dict):
+            raise ContractMismatch(f"flow_source must be a mapping, got {type(data).__name__}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ContractMismatch(f"flow_source is malformed: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -73,6 +115,9 @@ class ModelContract:
     # None. Compared: other parameters give other fields, hence another model input.
     tvl1: TVL1Params | None = None
     flow_quantisation: str = FLOW_QUANTISATION
+    # None: flow computed from the frames by flow_method, in training as live. Else the
+    # pre-extracted fields training read (FlowSource): compared, so a mismatch is refused.
+    flow_source: FlowSource | None = None
     flow_channel_order: str = FLOW_CHANNEL_ORDER
     stack_length: int = 10  # L: flow fields per temporal-tower input
     num_segments: int = 5  # T: sampled frames per window
@@ -112,6 +157,18 @@ class ModelContract:
             problems.append(f"flow_compensation {self.flow_compensation!r} is not one of {FLOW_COMPENSATIONS}")
         if self.flow_quantisation != FLOW_QUANTISATION:
             problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
+        if self.flow_source is not None:
+            if not isinstance(self.flow_source, FlowSource):
+                problems.append(f"flow_source must be FlowSource, got {type(self.flow_source).__name__}")
+            else:
+                problems += self.flow_source.problems()
+                live = JPEG_FLOW_METHODS.get(self.flow_source.method, ())
+                if live and self.flow_method not in live:
+                    problems.append(f"training flow was pre-extracted {self.flow_source.method}, but flow_method "
+                                    f"{self.flow_method!r} is not the same algorithm (one of {live})")
+                if self.flow_source.bound != self.flow_bound:
+                    problems.append(f"training flow was clipped at +-{self.flow_source.bound} px, but flow_bound "
+                                    f"is {self.flow_bound}")
         if not isinstance(self.events, EventPolicy):
             problems.append(f"events must be an EventPolicy, got {type(self.events).__name__}")
         elif self.events.background is not None and self.events.background not in self.classes:
@@ -129,7 +186,7 @@ class ModelContract:
         return 2 * self.stack_length
 
     def to_dict(self) -> dict:
-        """Plain types only (lists, str, float, int, None; ``events`` and ``tvl1`` nested dicts), so
+        """Plain types only (lists, str, float, int, None; ``events``, ``tvl1``, ``flow_source`` nested dicts), so
         torch.load(weights_only=True) and ONNX metadata (JSON) can both carry it."""
         out = dataclasses.asdict(self)
         for key, value in out.items():
@@ -155,6 +212,8 @@ class ModelContract:
             kwargs["events"] = EventPolicy.from_dict(data["events"])
         if data.get("tvl1") is not None:  # absent in files older than tvl1-torch: None
             kwargs["tvl1"] = TVL1Params.from_dict(data["tvl1"])
+        if data.get("flow_source") is not None:  # absent in files older than flow sources: None
+            kwargs["flow_source"] = FlowSource.from_dict(data["flow_source"])
         try:
             return cls(**kwargs)
         except TypeError as exc:

@@ -110,6 +110,12 @@ def _computed(frames: np.ndarray, label: int, key: str | None, prep: ClipPrep) -
     return Clip(rgb, flow, label)
 
 
+def prepare_frames(frames: np.ndarray, label: int, prep: ClipPrep) -> Clip:
+    """One clip's BGR frames (F, h, w, 3) -> Clip, in this process: from the cache, or
+    preprocessed (and cached) here."""
+    return _finished([_prepared(frames, label, prep)], prep)[0]
+
+
 def _finished(items: Iterable[Clip | _Pending], prep: ClipPrep) -> list[Clip]:
     """In the main process, in order: the workers' clips, the pending ones preprocessed here."""
     return [item if isinstance(item, Clip) else _computed(item.frames, item.label, item.key, prep)
@@ -221,6 +227,29 @@ def real_clips(contract: ModelContract, videos: tuple[RealVideo, ...], clips_per
     return ClipSet(tuple(clips), tuple(contract.classes), tuple(sources))
 
 
+def _read_one(job: tuple) -> Clip | _Pending:
+    path, label, prep = job
+    return _prepared(read_video(path).frames, label, prep)
+
+
+def clips_in_workers(fn: Callable[[tuple], Clip | _Pending], jobs: list[tuple], prep: ClipPrep, workers: int = 2,
+                     desc: str = "clips") -> list[Clip]:
+    """``fn(job)`` for every job in ``workers`` forked processes, in order: a Clip, or (via
+    _prepared) frames whose flow the main process computes as ``prep`` says. ``fn`` is a
+    module-level function (the pool pickles it by name)."""
+    with _pool(workers) as pool:
+        return _finished(tqdm(_in_windows(pool, fn, jobs, workers), total=len(jobs), desc=desc, unit="clip",
+                              disable=None), prep)
+
+
+def read_files(files: list[tuple[Path, int]], prep: ClipPrep, workers: int = 2,
+               desc: str = "read videos") -> list[Clip]:
+    """(video file, label) pairs -> Clips in the same order, decoded and preprocessed in
+    ``workers`` forked processes (flow in the main process when ``prep.flow_in_main``), looked
+    up in and stored to ``prep.cache`` when it has one."""
+    return clips_in_workers(_read_one, [(Path(path), label, prep) for path, label in files], prep, workers, desc)
+
+
 def merge_clips(*sets: ClipSet) -> ClipSet:
     """One ClipSet of several with the same classes, in order."""
     if len({s.classes for s in sets}) != 1:
@@ -259,7 +288,7 @@ def load_folder(root: Path, contract: ModelContract, split: str, val_fraction: f
             if len(frames) < WindowPlan.of(contract).span:
                 raise DataError(f"{video} has {len(frames)} frames, fewer than one window "
                                 f"({WindowPlan.of(contract).span})")
-            clips += _finished([_prepared(frames, index, prep)], prep)
+            clips.append(prepare_frames(frames, index, prep))
     if not clips:
         raise DataError(f"no {split} clips under {root} (looked for {sorted(VIDEO_SUFFIXES)})")
     return ClipSet(tuple(clips), classes)

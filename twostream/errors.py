@@ -38,3 +38,8 @@ class ServeError(RecognizerError, OSError):
 
 class DataError(RecognizerError, ValueError):
     """A training or calibration data source that is empty or malformed."""
+
+
+class SplitError(DataError):
+    """A dataset's split or class list (UCF101's classInd.txt and train/test lists, HMDB51's
+    <class>_test_splitN.txt) that is missing, malformed or names videos that are not there."""
