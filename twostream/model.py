@@ -19,15 +19,23 @@ from twostream.contract import ModelContract
 
 
 class Tower(nn.Module):
-    """Normalise raw 0..255 input inside the graph, so every backend gets the same preprocessing."""
+    """Normalise raw 0..255 input inside the graph, so every backend gets the same preprocessing.
 
-    def __init__(self, trunk: nn.Module, mean: list[float], std: list[float]):
+    ``order``: input channel indices the trunk takes, in its order (None: as given); not saved in
+    the state_dict (the contract says it), so model files older than it still load.
+    """
+
+    def __init__(self, trunk: nn.Module, mean: list[float], std: list[float], order: list[int] | None = None):
         super().__init__()
         self.trunk = trunk
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("order", None if order is None else torch.tensor(order, dtype=torch.long),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order is not None:
+            x = x.index_select(1, self.order)
         return self.trunk((x - self.mean) * self.inv_std)
 
 
@@ -157,9 +165,9 @@ class TwoStreamNet(nn.Module):
         t_trunk, _ = build_backbone(contract.backbone, contract.flow_channels, pretrained)
         rgb_mean = [255.0 * m for m in contract.rgb_mean]
         rgb_std = [255.0 * s for s in contract.rgb_std]
-        flow_scale = 128.0 / contract.flow_bound  # quantisation steps per pixel
+        flow_mean, flow_std = contract.flow_normalisation()  # "pixels": quantisation steps per pixel
         self.spatial_tower = Tower(s_trunk, rgb_mean, rgb_std)
-        self.temporal_tower = Tower(t_trunk, [128.0], [flow_scale])
+        self.temporal_tower = Tower(t_trunk, [flow_mean], [flow_std], contract.flow_network_order())
         self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments)
         self.feature_channels = channels
 
