@@ -16,7 +16,11 @@ from twostream.errors import ContractMismatch
 from twostream.events import EventPolicy
 from twostream.tvl1 import TVL1Params
 
-FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
+FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late", "late-svm")
+# Late fusions score each tower alone and combine the two scores: "late" averages the logits;
+# "late-svm" is Simonyan and Zisserman's (2014) linear SVM on the stacked, L2-normalised
+# softmax scores of the towers, its weights in the model file (twostream/svmfusion.py).
+LATE_FUSIONS = ("late", "late-svm")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
 # "tvl1" is OpenCV contrib's TV-L1 on the CPU; "tvl1-torch" is twostream.tvl1 (CPU or CUDA, batched)
 # with the contract's own parameters (ModelContract.tvl1).

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from twostream.backbones import build_backbone
-from twostream.contract import ModelContract
+from twostream.contract import LATE_FUSIONS, ModelContract
 
 
 class Tower(nn.Module):
@@ -85,6 +85,12 @@ class SpatialFusion(nn.Module):
         return flat.view(m, c * c, 1, 1)
 
 
+def svm_features(spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+    """Per-tower logits (N, K) x 2 -> the late SVM's features (N, 2K): each tower's softmax
+    scores, L2-normalised, spatial then temporal."""
+    return torch.cat([nn.functional.normalize(torch.softmax(x, dim=1), dim=1) for x in (spatial, temporal)], dim=1)
+
+
 class FusionHead(nn.Module):
     """Scores one window from T cached feature pairs.
 
@@ -93,6 +99,9 @@ class FusionHead(nn.Module):
     logits = (fused + temporal) / 2 (paper §3.3, Fig. 4: the temporal tower is kept).
     Bilinear has no spatial extent left, so its temporal fusion is a max over T.
     Late: the seed systems' baseline, mean over T and over towers of the per-frame classifiers.
+    Late-svm: per-tower logits as late, then svm_features (N, 2K) @ svm_coef (K, 2K).T +
+    svm_intercept (K,): a linear SVM's decision values (twostream.svmfusion fits them; until
+    then the mean of the two normalised score vectors).
     """
 
     def __init__(self, fusion: str, channels: int, num_classes: int, num_segments: int,
@@ -104,7 +113,10 @@ class FusionHead(nn.Module):
         self.spatial_fc = nn.Linear(channels, num_classes)
         self.temporal_fc = nn.Linear(channels, num_classes)
         self.dropout = nn.Dropout(dropout)
-        if fusion == "late":
+        if fusion == "late-svm":  # buffers, not parameters: fitted by an SVM, never by a gradient
+            self.register_buffer("svm_coef", 0.5 * torch.cat([torch.eye(num_classes)] * 2, dim=1))
+            self.register_buffer("svm_intercept", torch.zeros(num_classes))
+        if fusion in LATE_FUSIONS:
             return
         self.fuse = SpatialFusion(fusion, channels)
         self.pool3d = nn.MaxPool3d((num_segments, 2, 2), stride=(num_segments, 2, 2), ceil_mode=True)
@@ -138,9 +150,11 @@ class FusionHead(nn.Module):
                 self.temporal_fc(t.mean(dim=(3, 4))).mean(dim=1))
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.fusion == "late":
+        if self.fusion in LATE_FUSIONS:
             spatial, temporal = self.tower_logits(s, t)
-            return (spatial + temporal) / 2
+            if self.fusion == "late":
+                return (spatial + temporal) / 2
+            return svm_features(spatial, temporal) @ self.svm_coef.T + self.svm_intercept
         n, frames, c, h, w = s.shape
         fused = self.fuse(s.reshape(n * frames, c, h, w), t.reshape(n * frames, c, h, w))
         fused = fused.reshape(n, frames, *fused.shape[1:])

@@ -49,8 +49,18 @@ class _Py2Pickler(pickle._Pickler):
     dispatch[str] = _save_py2_str
 
 
-PY2_PICKLE = SimpleNamespace(__name__="py2pickle", Pickler=_Py2Pickler,
-                             dump=lambda obj, file, protocol: _Py2Pickler(file, protocol).dump(obj))
+class _Py2GpuPickler(_Py2Pickler):
+    """... of tensors that were on a GPU: storages of torch.cuda types, at location "cuda:0"."""
+
+    def save_pers(self, pid):  # torch's persistent ids: ("storage", type, key, location, numel)
+        if isinstance(pid, tuple) and pid[0] == "storage":
+            pid = (pid[0], getattr(torch.cuda, pid[1].__name__), pid[2], "cuda:0", *pid[4:])
+        super().save_pers(pid)
+
+
+def _pickle_module(pickler) -> SimpleNamespace:
+    return SimpleNamespace(__name__="py2pickle", Pickler=pickler,
+                           dump=lambda obj, file, protocol: pickler(file, protocol).dump(obj))
 
 
 def reference_net(in_channels: int, seed: int) -> nn.Module:
@@ -78,11 +88,13 @@ def reference_state(net: nn.Module, *, batches_tracked: bool = True) -> OrderedD
     return state
 
 
-def save_reference(path: Path, state: dict, epoch: int = 30, best: float = 82.1) -> Path:
-    """model_best.pth.tar as the reference writes it (legacy container, Python 2 strings)."""
+def save_reference(path: Path, state: dict, epoch: int = 30, best: float = 82.1, gpu: bool = False) -> Path:
+    """model_best.pth.tar as the reference writes it (legacy container, Python 2 strings; with
+    ``gpu``, as saved from a model on the GPU, which the reference trains on)."""
     payload = {"epoch": epoch, "state_dict": state, "best_prec1": best,
                "optimizer": {"state": {}, "param_groups": [{"lr": 5e-4, "momentum": 0.9, "params": [1, 2]}]}}
-    torch.save(payload, path, pickle_module=PY2_PICKLE, pickle_protocol=2, _use_new_zipfile_serialization=False)
+    torch.save(payload, path, pickle_module=_pickle_module(_Py2GpuPickler if gpu else _Py2Pickler), pickle_protocol=2,
+               _use_new_zipfile_serialization=False)
     return path
 
 
@@ -97,6 +109,8 @@ def test_the_test_files_are_python2_legacy_pickles(tmp_path):
     data = path.read_bytes()
     assert data[:2] == b"\x80\x02" and not data.startswith(b"PK")
     assert pickle.SHORT_BINSTRING + b"\x0astate_dict" in data and b"X\x0a\x00\x00\x00state_dict" not in data
+    gpu = save_reference(tmp_path / "gpu.pth.tar", OrderedDict(w=torch.zeros(2)), gpu=True).read_bytes()
+    assert b"ctorch.cuda\nFloatStorage" in gpu and b"cuda:0" in gpu
 
 
 @pytest.mark.slow
@@ -105,7 +119,7 @@ def test_import_gives_the_reference_nets_outputs(tmp_path):
     input the reference's loaders build (RGB: ImageNet-normalised; flow: field j in channels
     2(j-1), 2(j-1)+1, as q / 256); the file round-trips and the fusion is the logits' mean."""
     spatial_net, motion_net = reference_net(3, seed=1), reference_net(20, seed=2)
-    spatial = save_reference(tmp_path / "spatial.pth.tar", reference_state(spatial_net))
+    spatial = save_reference(tmp_path / "spatial.pth.tar", reference_state(spatial_net), gpu=True)
     motion = save_reference(tmp_path / "motion.pth.tar", reference_state(motion_net, batches_tracked=False), 12, 79.4)
     model = import_reference(spatial, motion, CLASSES, flow_method="dis-fast", num_segments=2, stride=2)
     contract = model.contract
@@ -171,11 +185,12 @@ def test_class_index_is_read_in_label_order(tmp_path):
 
 
 def _cheap_state(in_channels: int) -> OrderedDict:
-    """A reference-shaped state_dict without running ResNet-101's init (meta shapes, zeros)."""
+    """A reference-shaped state_dict without running ResNet-101's init: meta shapes, each tensor
+    one zero expanded (stride 0), so the files hold a few bytes per tensor."""
     with torch.device("meta"):
         net = models.resnet101(num_classes=len(CLASSES))
         net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-    return OrderedDict((k, torch.zeros(v.shape, dtype=v.dtype)) for k, v in reference_state(net).items())
+    return OrderedDict((k, torch.zeros((), dtype=v.dtype).expand(v.shape)) for k, v in reference_state(net).items())
 
 
 @pytest.mark.parametrize("change, message", [
@@ -195,9 +210,10 @@ def test_damaged_reference_files_are_named(tmp_path, change, message):
 
 
 def test_module_prefix_and_swapped_nets(tmp_path):
-    """A DataParallel save ("module.") reads; the spatial file given as the motion one is named."""
+    """A DataParallel save ("module.") from the GPU reads on the CPU; the spatial file given as
+    the motion one is named."""
     state = OrderedDict((f"module.{k}", v) for k, v in _cheap_state(3).items())
-    path = save_reference(tmp_path / "spatial.pth.tar", state)
+    path = save_reference(tmp_path / "spatial.pth.tar", state, gpu=True)
     tower = read_reference(path, 3, "spatial")
     assert tower.num_classes == 3 and tower.epoch == 30 and tower.best_prec1 == pytest.approx(82.1)
     with pytest.raises(CheckpointError, match=r"conv1_custom takes 3 input channels, the motion net takes 20: "
