@@ -97,6 +97,8 @@ def read_reference(path: str | Path, in_channels: int, net: str) -> ReferenceTow
     if not path.is_file():
         raise CheckpointError(f"{net} checkpoint not found: {path}")
     payload = load_untrusted(path, f"{net} checkpoint", _FOREIGN)
+    if isinstance(payload, dict) and any(str(key).endswith(f"{_CLASSIFIER}.weight") for key in payload):
+        payload = {"state_dict": payload}  # the bare state_dict, as some copies of the weights come
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         found = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: not a reference checkpoint (a dict with a 'state_dict'); found {found}")

@@ -210,8 +210,8 @@ def test_damaged_reference_files_are_named(tmp_path, change, message):
 
 
 def test_module_prefix_and_swapped_nets(tmp_path):
-    """A DataParallel save ("module.") from the GPU reads on the CPU; the spatial file given as
-    the motion one is named."""
+    """A DataParallel save ("module.") from the GPU reads on the CPU, so does a bare state_dict;
+    the spatial file given as the motion one is named, as is a dict without a state_dict."""
     state = OrderedDict((f"module.{k}", v) for k, v in _cheap_state(3).items())
     path = save_reference(tmp_path / "spatial.pth.tar", state, gpu=True)
     tower = read_reference(path, 3, "spatial")
@@ -219,6 +219,13 @@ def test_module_prefix_and_swapped_nets(tmp_path):
     with pytest.raises(CheckpointError, match=r"conv1_custom takes 3 input channels, the motion net takes 20: "
                                               r"this is the spatial \(RGB\) net's checkpoint"):
         read_reference(path, 20, "motion")
+    bare = tmp_path / "bare.pth"
+    torch.save(_cheap_state(20), bare)  # the state_dict alone, as some copies of the weights come
+    assert read_reference(bare, 20, "motion").epoch is None
+    torch.save({"epoch": 3, "model": _cheap_state(20)}, bare)
+    with pytest.raises(CheckpointError, match=r"not a reference checkpoint \(a dict with a 'state_dict'\); "
+                                              r"found \['epoch', 'model'\]"):
+        read_reference(bare, 20, "motion")
 
 
 class _Payload:

@@ -123,3 +123,27 @@ def test_train_head_fits_the_svm_on_training_windows():
     train_head(model, feats, TrainSettings(), Progress("head"), lambda progress, figures: seen.append(figures))
     assert len(seen) == 1 and seen[0]["svm_windows"] == 12 * 8 and seen[0]["svm_train_acc"] > 0.9
     assert not torch.equal(model.head.svm_coef, before)
+
+
+@pytest.mark.slow
+def test_fit_late_svm_then_run_it_live(tmp_path, capsys):
+    """train.py fit --fusion late-svm fits the SVM on the head's (training) clips and stores it;
+    app.py runs the model file live, its head the SVM."""
+    import train
+
+    out = tmp_path / "svm.pt"
+    tiny = ["--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
+            "--batch", "8", "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1", "--no-real",
+            "--clips-per-class", "1", "--head-clips-per-class", "2", "--val-clips-per-class", "1",
+            "--tower-epochs", "1", "--head-epochs", "1"]
+    assert train.main(["fit", "--out", str(out), "--fusion", "late-svm", *tiny]) == 0
+    capsys.readouterr()
+    model, checkpoint = load_model(out)
+    assert checkpoint.contract.fusion == "late-svm"
+    initial = 0.5 * torch.cat([torch.eye(10)] * 2, dim=1)
+    assert not torch.allclose(checkpoint.state_dict["head.svm_coef"], initial)
+    done = subprocess.run([sys.executable, "app.py", "--no-ui", "--model", str(out), "--source", "demo",
+                           "--max-frames", "24", "--backend", "torch", "--quiet"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any('"label"' in line for line in done.stdout.splitlines()), done.stdout[-2000:]
