@@ -64,16 +64,22 @@ def _pickle_module(pickler) -> SimpleNamespace:
 
 
 def reference_net(in_channels: int, seed: int) -> nn.Module:
-    """The reference's ResNet-101 (torchvision's, conv1 taking ``in_channels``), random weights
-    and BatchNorm statistics, in eval mode."""
+    """The reference's ResNet-101 (torchvision's, conv1 taking ``in_channels``), random weights,
+    random BatchNorm scales and shifts, and BatchNorm statistics measured on random input of
+    the kind it takes (as training leaves them): uncalibrated, 33 random blocks wash every input
+    out to one output, and the test could not see a channel in the wrong place. Eval mode."""
     torch.manual_seed(seed)
     net = models.resnet101(num_classes=len(CLASSES))
     net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
     for module in net.modules():
         if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.2, 0.6)  # keeps 33 random blocks from blowing up
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0.0, 0.1)
+            module.momentum = None  # a cumulative average over the calibration batch
+    net.fc.weight.data.normal_(0.0, 0.05)
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(4, in_channels, 224, 224) * 4 - 2 if in_channels == 3 else torch.rand(4, in_channels, 224, 224))
     return net.eval()
 
 
@@ -141,7 +147,11 @@ def test_import_gives_the_reference_nets_outputs(tmp_path):
         s, t = model.spatial(rgb), model.temporal(fields.flatten(1, 2))
         got_s, got_t = model.head.tower_logits(s[:, None], t[:, None])
         fused = model.head(s[:, None], t[:, None])
-    assert want_t.abs().max() > 0.1 and (want_t - motion_net(reference_flow.flip(1))).abs().max() > 1e-3
+    for want, shuffled in ((want_s, spatial_net((rgb / 255 - mean) / std).flip(0)),
+                           (want_t, motion_net(reference_flow[:, torch.randperm(20, generator=gen)]))):
+        # The nets tell inputs apart, and the flow net its channels: a wrong order would show.
+        assert (want[0] - want[1]).abs().max() > 0.05 * want.abs().max() > 0
+        assert (want - shuffled).abs().max() > 0.05 * want.abs().max()
     torch.testing.assert_close(got_s, want_s, rtol=1e-4, atol=1e-4 * want_s.abs().max().item())
     torch.testing.assert_close(got_t, want_t, rtol=1e-4, atol=1e-4 * want_t.abs().max().item())
     torch.testing.assert_close(fused, (got_s + got_t) / 2)
