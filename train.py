@@ -10,6 +10,7 @@
         --protocol frames25 --table                              # video top-1 per split and mean
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
+    python train.py import-resnet101 --spatial S.pth.tar --motion M.pth.tar --classes classInd.txt --out ucf101.pt
 
 Every run is seeded; a checkpoint is written atomically after each epoch, with the optimizer,
 schedule and random generator state, so an interrupted run resumes exactly where it stopped.
@@ -48,6 +49,7 @@ from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.protocols import PROTOCOLS, evaluate_splits, protocol_named, splits_report, splits_table
 from twostream.realdata import RealSplit, default_real_dir, load_videos
+from twostream.refimport import REFERENCE_FLOW_BOUND, import_reference, read_class_index
 from twostream.training import TRAIN_FUSION, Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
 
@@ -323,6 +325,15 @@ def field_test(args) -> dict:
     return report
 
 
+def import_resnet101(args) -> dict:
+    """The ResNet-101 reference's two model_best.pth.tar files -> a model file (twostream/refimport.py)."""
+    classes = read_class_index(args.classes)
+    model = import_reference(args.spatial, args.motion, classes, flow_method=args.flow, flow_bound=args.flow_bound,
+                             num_segments=args.segments, stride=args.stride)
+    save_checkpoint(args.out, model, train_state={"stage": "done", "epoch": 0})
+    return {"model": str(args.out), "classes": len(classes), "contract": model.contract.to_dict()}
+
+
 def write_card(args) -> dict:
     path = Path(args.model)
     card = render_card(path, read_checkpoint(path))
@@ -411,6 +422,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     e.add_argument("--table", action="store_true", help="print a Markdown table instead of JSON (video protocols)")
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
+    i = sub.add_parser("import-resnet101", help="a model file from the ResNet-101 two-stream reference's checkpoints")
+    i.set_defaults(run=import_resnet101)
+    i.add_argument("--spatial", required=True, help="its spatial net's model_best.pth.tar")
+    i.add_argument("--motion", required=True, help="its motion net's model_best.pth.tar")
+    i.add_argument("--classes", required=True, help="UCF101's classInd.txt (the classes, in label order)")
+    i.add_argument("--out", required=True, help="model file to write")
+    i.add_argument("--flow", choices=FLOW_METHODS, default="tvl1", help="live flow (default: TV-L1, as trained)")
+    i.add_argument("--flow-bound", type=float, default=REFERENCE_FLOW_BOUND, help="px its flow JPEGs spanned")
+    i.add_argument("--segments", type=int, default=contract("num_segments"), help="frames averaged per window")
+    i.add_argument("--stride", type=int, default=contract("stride"))
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")
     c.set_defaults(run=write_card)
     c.add_argument("--model", required=True)

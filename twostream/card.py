@@ -9,6 +9,14 @@ from twostream.preprocess import WindowPlan
 from twostream.checkpoint import Checkpoint
 
 
+_CONV_FUSION = (" at the last conv layer, then 3D conv 3x3x3 + 3D max pooling over T; final score = mean of fused "
+                "and temporal predictions")
+_FUSION_WORDS = {
+    "late": ": each tower's per-frame classifier averaged over T; final score = mean of the two towers' logits",
+    "late-svm": ": each tower's per-frame classifier averaged over T; final score = a linear SVM on the two "
+                "towers' stacked, L2-normalised softmax scores (its weights in the model file)",
+}
+
 def _real_lines(real) -> list[str]:
     """The real footage of the recipe: which files trained, which were held out (by file)."""
     if real is None:
@@ -83,8 +91,7 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         "",
         "## Contract (what the runtime must feed it)",
         "",
-        f"- backbone `{c.backbone}` for both towers, fusion `{c.fusion}` at the last conv layer, "
-        "then 3D conv 3x3x3 + 3D max pooling over T; final score = mean of fused and temporal predictions",
+        f"- backbone `{c.backbone}` for both towers, fusion `{c.fusion}`" + _FUSION_WORDS.get(c.fusion, _CONV_FUSION),
         f"- input {c.input_size[0]}x{c.input_size[1]} (whole frame resized, no crop), {c.channel_order.upper()} 0..255, "
         f"mean {list(c.rgb_mean)}, std {list(c.rgb_std)} (applied inside the network)",
         f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "
@@ -96,6 +103,8 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: {c.flow_channel_order}), "
         f"T = {c.num_segments} sampled frames, stride τ = {c.stride} frames at {c.train_fps:g} fps "
         f"(a window spans {WindowPlan.of(c).span} frames)",
+        f"- the temporal network takes the fields `{c.flow_stack_order}`, scaled `{c.flow_scaling}` "
+        "(twostream/contract.py: FLOW_STACK_ORDERS, FLOW_SCALINGS)",
         "",
         "## Training data and command",
         "",

@@ -73,14 +73,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
-    kind = _container(path)
-    try:
-        with warnings.catch_warnings():
-            # torch warns about the pickle protocol of files it then refuses anyway
-            warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - the unpickler raises many types (IndexError on garbage)
-        raise CheckpointError(f"{path} is not a readable model checkpoint ({kind}; {_load_failure(exc)})") from exc
+    payload = load_untrusted(path, "model checkpoint",
+                             "not a model checkpoint of this project ({looks}); model checkpoints are written by train.py")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a two-stream checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:
@@ -98,10 +92,26 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(contract, state, payload.get("metrics") or {}, train_state)
 
 
-def _container(path: Path) -> str:
+def load_untrusted(path: Path, what: str, foreign: str) -> object:
+    """torch.load(weights_only=True): tensors, storages, OrderedDict and plain data only (torch's
+    own allow-list), so no pickled code runs, whoever wrote the file. Every failure is one
+    CheckpointError naming ``path``: "{path} is not a readable {what} (...)", or, for a file that
+    is neither a zip archive nor a pickle, "{path} is " + ``foreign`` with {looks} filled in."""
+    kind = _container(path, foreign)
+    try:
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of files it then refuses anyway
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the unpickler raises many types (IndexError on garbage)
+        raise CheckpointError(f"{path} is not a readable {what} ({kind}; {_load_failure(exc)})") from exc
+
+
+def _container(path: Path, foreign: str) -> str:
     """What kind of file torch.load would get, from its first bytes: "a zip archive" (what
-    torch.save writes) or "a pickle" (its legacy format); anything else is refused here,
-    before torch sees it, with a CheckpointError that says what the file looks like."""
+    torch.save writes) or "a pickle" (its legacy format, also PyTorch 0.x's); anything else is
+    refused here, before torch sees it, with a CheckpointError that says what the file looks
+    like (``foreign``, see load_untrusted)."""
     try:
         with path.open("rb") as file:
             head = file.read(4096)
@@ -117,8 +127,7 @@ def _container(path: Path) -> str:
         looks = "a text file"
     else:
         looks = "binary data, neither a zip archive nor a pickle"
-    raise CheckpointError(f"{path} is not a model checkpoint of this project ({looks}); "
-                          "model checkpoints are written by train.py")
+    raise CheckpointError(f"{path} is " + foreign.format(looks=looks))
 
 
 def _is_text(head: bytes) -> bool:
@@ -133,7 +142,9 @@ def _load_failure(exc: Exception) -> str:
     """What went wrong in torch.load, in a few words. Never torch's own advice, which is to
     load again with weights_only=False: that runs whatever code an untrusted file holds."""
     text = " ".join(str(exc).split())
-    named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # "Unsupported global: GLOBAL x.y" for a name off the allow-list; "unsupported GLOBAL x.y whose
+    # module x is blocked" for modules torch blocks outright (os, posix, subprocess, ...).
+    named = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
     if named:
         return (f"it holds a {named.group(1)} object, not only tensors and plain data; refused, as "
                 "loading it could run code")

@@ -16,7 +16,11 @@ from twostream.errors import ContractMismatch
 from twostream.events import EventPolicy
 from twostream.tvl1 import TVL1Params
 
-FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late")
+FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late", "late-svm")
+# Late fusions score each tower alone and combine the two scores: "late" averages the logits;
+# "late-svm" is Simonyan and Zisserman's (2014) linear SVM on the stacked, L2-normalised
+# softmax scores of the towers, its weights in the model file (twostream/svmfusion.py).
+LATE_FUSIONS = ("late", "late-svm")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
 # "tvl1" is OpenCV contrib's TV-L1 on the CPU; "tvl1-torch" is twostream.tvl1 (CPU or CUDA, batched)
 # with the contract's own parameters (ModelContract.tvl1).
@@ -33,6 +37,18 @@ FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), old
 JPEG_FLOW_QUANTISATION = "uint8 JPEG: q = round((clip(flow, -bound, bound) + bound) * 255 / (2 * bound))"
 # The live flow method each extractor's fields are matched by (the same algorithm).
 JPEG_FLOW_METHODS = {"tvl1": ("tvl1", "tvl1-torch"), "farneback": ("farneback",)}
+
+# Where the temporal tower's network input puts each field of a stack. Every stage feeds the
+# model oldest first (FLOW_CHANNEL_ORDER); the model reorders in its graph, so no stage changes.
+# "oldest-last": fields 1..L-1 in pairs 0..L-2 and field 0 in the last pair, what the ResNet-101
+# two-stream reference loader's flow[2*(j-1)] indexing does (Python's -2 is channel 2L-2); its
+# released weights need it (twostream/refimport.py).
+FLOW_STACK_ORDERS = ("oldest-first", "oldest-last")
+# What the temporal tower's network sees of a field, d px clipped to +-flow_bound:
+# "pixels": d itself, (q - 128) / (128 / bound); "unit": (d + bound) / (2 bound) in [0, 1], the
+# value a flow JPEG (255 (d + bound) / (2 bound)) holds after ToTensor, i.e. q / 256 (the
+# reference implementation's motion input, no mean subtracted).
+FLOW_SCALINGS = ("pixels", "unit")
 
 GESTURE_CLASSES = (
     "no_gesture",
@@ -98,7 +114,8 @@ class ModelContract:
     grey frames with ``flow_method``, camera motion compensated as ``flow_compensation`` says, clipped to ±``flow_bound`` px, quantised to uint8 as
     ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``).
     The network normalises internally: rgb -> (x/255 - mean)/std, flow -> (q - 128)/(128/bound),
-    i.e. the temporal tower sees displacement in pixels.
+    i.e. the temporal tower sees displacement in pixels (``flow_scaling`` "pixels"; "unit" for
+    imported reference weights), its fields in ``flow_stack_order``.
     """
 
     classes: tuple[str, ...]
@@ -119,6 +136,9 @@ class ModelContract:
     # pre-extracted fields training read (FlowSource): compared, so a mismatch is refused.
     flow_source: FlowSource | None = None
     flow_channel_order: str = FLOW_CHANNEL_ORDER
+    # Both compared; absent in older files, whose models were all "oldest-first" and "pixels".
+    flow_stack_order: str = "oldest-first"  # one of FLOW_STACK_ORDERS
+    flow_scaling: str = "pixels"  # one of FLOW_SCALINGS
     stack_length: int = 10  # L: flow fields per temporal-tower input
     num_segments: int = 5  # T: sampled frames per window
     stride: int = 3  # tau: frames between sampled frames at run time
@@ -155,6 +175,10 @@ class ModelContract:
             problems.append(f"tvl1 must be TVL1Params, got {type(self.tvl1).__name__}")
         if self.flow_compensation not in FLOW_COMPENSATIONS:
             problems.append(f"flow_compensation {self.flow_compensation!r} is not one of {FLOW_COMPENSATIONS}")
+        if self.flow_stack_order not in FLOW_STACK_ORDERS:
+            problems.append(f"flow_stack_order {self.flow_stack_order!r} is not one of {FLOW_STACK_ORDERS}")
+        if self.flow_scaling not in FLOW_SCALINGS:
+            problems.append(f"flow_scaling {self.flow_scaling!r} is not one of {FLOW_SCALINGS}")
         if self.flow_quantisation != FLOW_QUANTISATION:
             problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
         if self.flow_source is not None:
@@ -184,6 +208,21 @@ class ModelContract:
     def flow_channels(self) -> int:
         """2L: x and y of each of the L stacked flow fields."""
         return 2 * self.stack_length
+
+    def flow_network_order(self) -> list[int] | None:
+        """Channel i of the temporal network's input is channel order[i] of the oldest-first
+        stack (2L indices), or None when the two agree ("oldest-first")."""
+        if self.flow_stack_order == "oldest-first":
+            return None
+        length = self.stack_length  # "oldest-last": pair p holds field (p + 1) mod L
+        return [2 * ((pair + 1) % length) + axis for pair in range(length) for axis in (0, 1)]
+
+    def flow_normalisation(self) -> tuple[float, float]:
+        """(mean, std) that map quantised flow q (0..255) to the temporal network's input,
+        (q - mean) / std: see FLOW_SCALINGS."""
+        if self.flow_scaling == "unit":
+            return 0.0, 256.0
+        return float(FLOW_NO_MOTION), FLOW_NO_MOTION / self.flow_bound
 
     def to_dict(self) -> dict:
         """Plain types only (lists, str, float, int, None; ``events``, ``tvl1``, ``flow_source`` nested dicts), so

@@ -15,19 +15,27 @@ import torch
 from torch import nn
 
 from twostream.backbones import build_backbone
-from twostream.contract import ModelContract
+from twostream.contract import LATE_FUSIONS, ModelContract
 
 
 class Tower(nn.Module):
-    """Normalise raw 0..255 input inside the graph, so every backend gets the same preprocessing."""
+    """Normalise raw 0..255 input inside the graph, so every backend gets the same preprocessing.
 
-    def __init__(self, trunk: nn.Module, mean: list[float], std: list[float]):
+    ``order``: input channel indices the trunk takes, in its order (None: as given); not saved in
+    the state_dict (the contract says it), so model files older than it still load.
+    """
+
+    def __init__(self, trunk: nn.Module, mean: list[float], std: list[float], order: list[int] | None = None):
         super().__init__()
         self.trunk = trunk
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("order", None if order is None else torch.tensor(order, dtype=torch.long),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order is not None:
+            x = x.index_select(1, self.order)
         return self.trunk((x - self.mean) * self.inv_std)
 
 
@@ -77,6 +85,12 @@ class SpatialFusion(nn.Module):
         return flat.view(m, c * c, 1, 1)
 
 
+def svm_features(spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+    """Per-tower logits (N, K) x 2 -> the late SVM's features (N, 2K): each tower's softmax
+    scores, L2-normalised, spatial then temporal."""
+    return torch.cat([nn.functional.normalize(torch.softmax(x, dim=1), dim=1) for x in (spatial, temporal)], dim=1)
+
+
 class FusionHead(nn.Module):
     """Scores one window from T cached feature pairs.
 
@@ -85,6 +99,9 @@ class FusionHead(nn.Module):
     logits = (fused + temporal) / 2 (paper §3.3, Fig. 4: the temporal tower is kept).
     Bilinear has no spatial extent left, so its temporal fusion is a max over T.
     Late: the seed systems' baseline, mean over T and over towers of the per-frame classifiers.
+    Late-svm: per-tower logits as late, then svm_features (N, 2K) @ svm_coef (K, 2K).T +
+    svm_intercept (K,): a linear SVM's decision values (twostream.svmfusion fits them; until
+    then the mean of the two normalised score vectors).
     """
 
     def __init__(self, fusion: str, channels: int, num_classes: int, num_segments: int,
@@ -96,7 +113,10 @@ class FusionHead(nn.Module):
         self.spatial_fc = nn.Linear(channels, num_classes)
         self.temporal_fc = nn.Linear(channels, num_classes)
         self.dropout = nn.Dropout(dropout)
-        if fusion == "late":
+        if fusion == "late-svm":  # buffers, not parameters: fitted by an SVM, never by a gradient
+            self.register_buffer("svm_coef", 0.5 * torch.cat([torch.eye(num_classes)] * 2, dim=1))
+            self.register_buffer("svm_intercept", torch.zeros(num_classes))
+        if fusion in LATE_FUSIONS:
             return
         self.fuse = SpatialFusion(fusion, channels)
         self.pool3d = nn.MaxPool3d((num_segments, 2, 2), stride=(num_segments, 2, 2), ceil_mode=True)
@@ -130,9 +150,11 @@ class FusionHead(nn.Module):
                 self.temporal_fc(t.mean(dim=(3, 4))).mean(dim=1))
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.fusion == "late":
+        if self.fusion in LATE_FUSIONS:
             spatial, temporal = self.tower_logits(s, t)
-            return (spatial + temporal) / 2
+            if self.fusion == "late":
+                return (spatial + temporal) / 2
+            return svm_features(spatial, temporal) @ self.svm_coef.T + self.svm_intercept
         n, frames, c, h, w = s.shape
         fused = self.fuse(s.reshape(n * frames, c, h, w), t.reshape(n * frames, c, h, w))
         fused = fused.reshape(n, frames, *fused.shape[1:])
@@ -157,9 +179,9 @@ class TwoStreamNet(nn.Module):
         t_trunk, _ = build_backbone(contract.backbone, contract.flow_channels, pretrained)
         rgb_mean = [255.0 * m for m in contract.rgb_mean]
         rgb_std = [255.0 * s for s in contract.rgb_std]
-        flow_scale = 128.0 / contract.flow_bound  # quantisation steps per pixel
+        flow_mean, flow_std = contract.flow_normalisation()  # "pixels": quantisation steps per pixel
         self.spatial_tower = Tower(s_trunk, rgb_mean, rgb_std)
-        self.temporal_tower = Tower(t_trunk, [128.0], [flow_scale])
+        self.temporal_tower = Tower(t_trunk, [flow_mean], [flow_std], contract.flow_network_order())
         self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments)
         self.feature_channels = channels
 

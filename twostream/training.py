@@ -35,6 +35,7 @@ from twostream.data import ClipSet, eval_windows
 from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
 from twostream.preprocess import tower_inputs
+from twostream.svmfusion import fit_head_svm
 
 __all__ = ["ClipFeatures", "Progress", "TrainSettings", "clip_features", "evaluate", "gather_window", "train_head",
            "train_towers"]
@@ -290,8 +291,9 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     contract, device = model.contract, settings.device
     head = model.head
     params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
-    if not params:  # late fusion: the per-frame classifiers are the whole head
-        on_epoch(Progress("head", settings.head_epochs), {})
+    if not params:  # late fusion: the per-frame classifiers are the whole head (and late-svm's SVM on them)
+        figures = fit_head_svm(model, feats, seed=settings.seed) if head.fusion == "late-svm" else {}
+        on_epoch(Progress("head", settings.head_epochs), figures)
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)

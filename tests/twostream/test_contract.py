@@ -23,6 +23,8 @@ def test_json_round_trip():
     ("flow_method", "magic", "flow_method 'magic'"),
     ("stack_length", 0, "stack_length"),
     ("input_size", (16, 16), "input_size"),
+    ("flow_stack_order", "newest-first", "flow_stack_order 'newest-first' is not one of"),
+    ("flow_scaling", "metres", "flow_scaling 'metres' is not one of"),
 ])
 def test_invalid_contracts_are_refused(field, value, message):
     with pytest.raises(ContractMismatch, match=message):
@@ -36,6 +38,27 @@ def test_unknown_and_missing_fields():
     data.pop("classes")
     with pytest.raises(ContractMismatch, match="incomplete"):
         ModelContract.from_dict(data)
+
+
+def test_files_older_than_the_flow_input_fields_read_as_before():
+    """Contracts written before flow_stack_order and flow_scaling: oldest first, in pixels; the
+    fields are compared, so a model and an engine that differ in them do not match."""
+    data = ModelContract(classes=GESTURE_CLASSES).to_dict()
+    del data["flow_stack_order"], data["flow_scaling"]
+    old = ModelContract.from_dict(data)
+    assert (old.flow_stack_order, old.flow_scaling) == ("oldest-first", "pixels")
+    assert old.flow_network_order() is None and old.flow_normalisation() == (128.0, 128.0 / old.flow_bound)
+    assert ModelContract.from_dict({**data, "flow_scaling": "unit"}) != old
+    assert ModelContract.from_dict({**data, "flow_stack_order": "oldest-last"}) != old
+
+
+def test_oldest_last_is_the_reference_loaders_negative_index():
+    """Field j of a stack in channels 2(j-1), 2(j-1)+1 (Python's -2 is channel 2L-2)."""
+    contract = ModelContract(classes=GESTURE_CLASSES, stack_length=10, flow_stack_order="oldest-last")
+    network = [None] * 20
+    for j in range(10):
+        network[2 * (j - 1)], network[2 * (j - 1) + 1] = 2 * j, 2 * j + 1  # oldest-first channels of field j
+    assert contract.flow_network_order() == network
 
 
 def test_window_span_counts_the_oldest_stack():

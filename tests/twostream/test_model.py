@@ -6,7 +6,7 @@ import torch
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.model import TwoStreamNet, _gaussian_3d
 
-FUSIONS = ["sum", "max", "concat", "conv", "bilinear", "late"]
+FUSIONS = ["sum", "max", "concat", "conv", "bilinear", "late", "late-svm"]
 
 
 def _model(fusion: str, **kw) -> TwoStreamNet:
@@ -102,3 +102,18 @@ def test_cross_modality_init_averages_rgb_filters():
     flow = _first_conv_with_channels(rgb, 20, pretrained=True)
     expected = rgb.weight.mean(dim=1, keepdim=True).expand(-1, 20, -1, -1)
     torch.testing.assert_close(flow.weight, expected)
+
+
+def test_flow_stack_order_and_scaling_happen_in_the_graph():
+    """"oldest-last" + "unit" (imported reference weights): the temporal trunk gets fields 1..L-1
+    then field 0, as q / 256; the default: oldest first, (q - 128) / (128 / bound)."""
+    contract = ModelContract(classes=GESTURE_CLASSES, input_size=(64, 64), stack_length=3,
+                             flow_stack_order="oldest-last", flow_scaling="unit")
+    model = TwoStreamNet(contract).eval()
+    model.temporal_tower.trunk = torch.nn.Identity()
+    flow = torch.rand(2, 6, 64, 64) * 255
+    torch.testing.assert_close(model.temporal(flow), flow[:, [2, 3, 4, 5, 0, 1]] / 256)
+    default = TwoStreamNet(ModelContract(classes=GESTURE_CLASSES, input_size=(64, 64), stack_length=3)).eval()
+    default.temporal_tower.trunk = torch.nn.Identity()
+    torch.testing.assert_close(default.temporal(flow), (flow - 128) / (128 / default.contract.flow_bound))
+    assert "temporal_tower.order" not in model.state_dict()  # the contract says it; old files still load
