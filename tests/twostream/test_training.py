@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train
+from trainer import common as train_common, fit as train_fit
 from twostream.checkpoint import read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
@@ -53,7 +54,7 @@ def _generate_once(monkeypatch):
     """Render each generated clip set once per test: the runs compared here share their clips, and
     rendering them again for every run would take longer than the training."""
     rendered = {}
-    real = train.generate_clips
+    real = train_common.generate_clips
 
     def generate(contract, clips_per_class, seed, **kwargs):
         key = (contract, clips_per_class, seed, tuple(sorted(kwargs.items())))
@@ -61,7 +62,7 @@ def _generate_once(monkeypatch):
             rendered[key] = real(contract, clips_per_class, seed, **kwargs)
         return rendered[key]
 
-    monkeypatch.setattr(train, "generate_clips", generate)
+    monkeypatch.setattr(train_common, "generate_clips", generate)
 
 
 def _interrupt_after(monkeypatch, point: tuple[str, int] | None):
@@ -73,7 +74,7 @@ def _interrupt_after(monkeypatch, point: tuple[str, int] | None):
         if (train_state["stage"], train_state["epoch"]) == point:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "save_checkpoint", save)
+    monkeypatch.setattr(train_fit, "save_checkpoint", save)
 
 
 def _weights_equal(a: dict, b: dict) -> bool:

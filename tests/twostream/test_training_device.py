@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import train
+from trainer import common as train_common
 import twostream.data as data
 import twostream.training as training
 from twostream.batches import LoaderSettings, TowerSamples, loader, tower_plan
@@ -64,7 +65,7 @@ def one_thread():
 
 def test_loader_workers_give_the_same_batches_and_weights(tmp_path, monkeypatch, one_thread):
     rendered, used = {}, []
-    real_generate, real_loader = train.generate_clips, training.loader
+    real_generate, real_loader = train_common.generate_clips, training.loader
 
     def generate(contract, clips_per_class, seed, **kwargs):  # render once, both runs share the clips
         key = (contract, clips_per_class, seed)
@@ -75,7 +76,7 @@ def test_loader_workers_give_the_same_batches_and_weights(tmp_path, monkeypatch,
         used.append(settings.workers)
         return real_loader(dataset, plan, settings)
 
-    monkeypatch.setattr(train, "generate_clips", generate)
+    monkeypatch.setattr(train_common, "generate_clips", generate)
     monkeypatch.setattr(training, "loader", recording_loader)
     weights = {}
     for workers in (0, 2):

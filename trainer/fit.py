@@ -1,0 +1,127 @@
+"""train.py fit: both towers, then the fusion head, checkpointed after every epoch (twostream/training.py)."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+from twostream import seeds
+from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
+from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
+from twostream.data import NO_GESTURE, folder_classes
+from twostream.errors import CheckpointError
+from twostream.flops import count_flops
+from twostream.model import TwoStreamNet
+from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
+from twostream.tvl1 import TVL1Params
+from trainer.common import clips_for, dataset_source, machine, real_footage, resolve_training_device
+
+logger = logging.getLogger("train")
+
+
+def fit(args) -> dict:
+    resolve_training_device(args)
+    dataset_source(args)
+    args.split = args.split or 1
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    if args.resume:
+        checkpoint = read_checkpoint(args.resume)
+        try:
+            state = Progress.from_train_state(checkpoint.train_state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{args.resume}: {exc}") from exc
+        model = build_model(checkpoint).train()
+        history = list(checkpoint.metrics.get("history", []))
+        logger.info(f"resuming {args.resume} at stage {state.stage}, epoch {state.epoch}")
+    elif args.init:
+        checkpoint = read_checkpoint(args.init)
+        model = build_model(checkpoint).train()
+        state = Progress()
+        history = []
+        logger.info(f"fine-tuning from {args.init}")
+    else:
+        classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
+        if args.source:
+            classes = args.source.split(args.split).classes
+        contract = ModelContract(
+            classes=classes, backbone=args.backbone, fusion=args.fusion,
+            input_size=(args.input_size, args.input_size), flow_method=args.flow,
+            flow_compensation=args.flow_compensation,
+            tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
+            if args.flow == "tvl1-torch" else None,
+            stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
+            train_fps=args.fps, flow_bound=args.jpeg_flow_bound if args.jpegs else 20.0,
+            flow_source=FlowSource("tvl1", args.jpeg_flow_bound) if args.jpegs else None)
+        model = TwoStreamNet(contract, pretrained=args.pretrained)
+        state = Progress()
+        history = []
+    contract = model.contract
+    model.to(args.device)
+    settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
+                             tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
+                             samples_per_clip=args.samples_per_clip, seed=args.seed,
+                             device=args.device, amp=args.amp, loader_workers=args.loader_workers)
+    logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
+                + f", {args.loader_workers} loader workers")
+    data = args.source.describe(args.split, "train") if args.source else args.data or (
+        f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
+        f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
+    recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
+    real_split, real_videos = real_footage(args, contract)
+    if real_split is None:
+        logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
+        recipe["real"], real_videos = real_videos, None
+    else:
+        recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,
+                          "clips_per_file": args.real_clips_per_file,
+                          "clips_per_stage": args.real_clips_per_file * len(real_split.train),
+                          "backdrop_fraction": 0.0 if args.data else args.real_backdrop_fraction,
+                          "augmentation": "speed 0.5-2x, forward/backward/ping-pong, crop 55-100%, mirror, "
+                                          "brightness/contrast/colour jitter; towers seed, head seed + 500"}
+    if args.init:  # the weights' own history, so the card shows every command that made them
+        recipe["initialised_from"] = {"file": args.init, **checkpoint.metrics.get("recipe", {}),
+                                      "held_out": checkpoint.metrics.get("held_out", {}).get("top1_fused")}
+
+    def checkpoint_after(progress: Progress, stage_epochs: int, figures: dict) -> None:
+        history.append({"stage": progress.stage, "epoch": progress.epoch, **figures})
+        if progress.epoch >= stage_epochs:
+            progress = progress.next_stage()
+        save_checkpoint(out, model, metrics={"history": history, "recipe": recipe},
+                        train_state=progress.to_train_state())
+
+    started = time.monotonic()
+    if state.stage == "towers":
+        train = clips_for(args, contract, "train", args.seed, args.clips_per_class, real_videos)
+        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f))
+        del train
+        state = Progress("head")  # the generator runs on as it is; the checkpoint keeps its state
+    if state.stage == "head":
+        for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
+            p.requires_grad_(False)
+        # On generated data the head learns on clips the towers never saw: on their own
+        # training clips the spatial tower recognises the memorised scenes, the head learns
+        # to trust that, and on new scenes fused fell below the temporal tower alone.
+        # A --data folder has no clips to spare, so its train split serves both stages.
+        head_clips = clips_for(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
+                            real_videos)
+        feats = clip_features(model, head_clips, desc="cache tower features", device=args.device, amp=args.amp)
+        del head_clips
+        train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
+        del feats
+    model.eval()
+    held_out_seed = args.seed + seeds.HELD_OUT_OFFSET
+    held_out = clips_for(args, contract, "val", held_out_seed, args.val_clips_per_class)
+    report = evaluate(model, held_out, per_clip=args.per_clip, device=args.device)
+    model.cpu()  # the FLOP count runs on the CPU
+    report["held_out"] = args.source.describe(args.split, "test") if args.source else \
+        args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
+        f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
+    metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
+               "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": machine(args)}
+    save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
+    return metrics
