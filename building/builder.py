@@ -145,9 +145,12 @@ def _finish(graphs: PartFiles, out_dir: Path, settings: BuildSettings, model: Tw
 
     import torch
 
-    with torch.inference_mode():  # (C, h, w) of the towers' features: the head's input shape
-        probe = model.spatial(torch.zeros(1, 3, *model.contract.input_size))
+    contract = model.contract
+    with torch.inference_mode():  # (C, h, w) of each tower's features: the head's input shapes
+        probe = model.spatial(torch.zeros(1, 3, *contract.input_size))
+        temporal_probe = model.temporal(torch.zeros(1, contract.flow_channels, *contract.input_size))
     feature_shape = tuple(int(d) for d in probe.shape[1:])
+    temporal_feature_shape = tuple(int(d) for d in temporal_probe.shape[1:])
     logger.info(f"tensorrt: building plans ({settings.precision})")
     return PartFiles(*(build_plan(graphs.of(p), out_dir / f"{p.name}.plan", p, model.contract, feature_shape,
-                                  settings.tensorrt) for p in PARTS))
+                                  settings.tensorrt, temporal_feature_shape=temporal_feature_shape) for p in PARTS))

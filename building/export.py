@@ -63,8 +63,8 @@ def sample_inputs(model: TwoStreamNet, part: PartSpec, batch: int, seed: int) ->
     with torch.inference_mode():
         s = model.spatial(torch.from_numpy(rgb(frames))).numpy()
         t = model.temporal(torch.from_numpy(flow(frames))).numpy()
-    shape = (batch, contract.num_segments, *s.shape[1:])
-    return s.reshape(shape), t.reshape(shape)
+    return (s.reshape(batch, contract.num_segments, *s.shape[1:]),
+            t.reshape(batch, contract.num_segments, *t.shape[1:]))  # own shape: own temporal backbone
 
 
 def export_part(model: TwoStreamNet, part: PartSpec, path: Path) -> Path:

@@ -69,9 +69,8 @@ def tower_features(backend: Backend, windows: WindowSet, batch: int = 32) -> Win
     for clip in windows.clips.clips:
         rgb, stacks = tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)), length)
         s_out, t_out = _batched(backend.spatial, rgb, batch), _batched(backend.temporal, stacks, batch)
-        pad = np.zeros((length, *s_out.shape[1:]), np.float32)
-        spatial.append(np.concatenate([pad, s_out]))
-        temporal.append(np.concatenate([pad, t_out]))
+        spatial.append(np.concatenate([np.zeros((length, *s_out.shape[1:]), np.float32), s_out]))
+        temporal.append(np.concatenate([np.zeros((length, *t_out.shape[1:]), np.float32), t_out]))
     return WindowFeatures(tuple(spatial), tuple(temporal))
 
 

@@ -1,8 +1,11 @@
 """The protocol every inference backend implements: the model's three parts, one call each.
 
     spatial(rgb)    rgb  (N, 3, H, W)      float32, RGB 0..255           -> (N, C, h, w) float32
-    temporal(flow)  flow (N, 2L, H, W)     float32, quantised flow 0..255 -> (N, C, h, w) float32
-    head(s, t)      s, t (N, T, C, h, w)   float32 tower features         -> (N, K) float32 logits
+    temporal(flow)  flow (N, 2L, H, W)     float32, quantised flow 0..255 -> (N, C', h', w') float32
+    head(s, t)      s (N, T, C, h, w), t (N, T, C', h', w') tower features -> (N, K) float32 logits
+
+(C', h', w') = (C, h, w) unless the temporal tower has a backbone of its own (contract's
+``temporal_backbone``, late fusions): ``feature_shape`` and ``temporal_feature_shape`` say.
 
 Normalisation is inside the model, so every backend takes the same raw inputs.
 
@@ -90,6 +93,7 @@ class Backend(ABC):
         # explicitly allowed a contract mismatch.
         self.input_size = tuple(input_size or contract.input_size)
         self._feature_shape: tuple[int, int, int] | None = None
+        self._temporal_feature_shape: tuple[int, int, int] | None = None
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
@@ -98,6 +102,17 @@ class Backend(ABC):
             probe = np.zeros((1, 3, *self.input_size), np.float32)
             self._feature_shape = tuple(int(d) for d in self._spatial(probe).shape[1:])
         return self._feature_shape
+
+    @property
+    def temporal_feature_shape(self) -> tuple[int, int, int]:
+        """(C', h', w') of one frame's temporal features: the spatial ones' unless the temporal
+        tower has its own backbone, then found once by a probe call."""
+        if self._temporal_feature_shape is None:
+            if self.contract.temporal_trunk == self.contract.backbone:
+                return self.feature_shape
+            probe = np.zeros((1, self.contract.flow_channels, *self.input_size), np.float32)
+            self._temporal_feature_shape = tuple(int(d) for d in self._temporal(probe).shape[1:])
+        return self._temporal_feature_shape
 
     def takes_tensors_on(self, device: str) -> bool:
         """Whether spatial/temporal take torch tensors on ``device`` as they are."""
@@ -121,10 +136,9 @@ class Backend(ABC):
         return self._temporal(flow)
 
     def head(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Spatial and temporal features, each (N, T, C, h, w) float32 -> logits (N, K) float32."""
-        expected = (None, self.contract.num_segments, *self.feature_shape)
-        _check("head spatial features", s, expected)
-        _check("head temporal features", t, expected)
+        """Spatial (N, T, C, h, w) and temporal (N, T, C', h', w') features, float32 -> logits (N, K) float32."""
+        _check("head spatial features", s, (None, self.contract.num_segments, *self.feature_shape))
+        _check("head temporal features", t, (None, self.contract.num_segments, *self.temporal_feature_shape))
         if s.shape[0] != t.shape[0]:
             raise EngineError(f"head: batch sizes differ, spatial {s.shape[0]} vs temporal {t.shape[0]}")
         return self._head(s, t)
@@ -142,10 +156,10 @@ class Backend(ABC):
         """Run every part once on zeros: first calls pay for kernel selection and allocation,
         which would otherwise land in the first prediction's latency."""
         height, width = self.input_size
-        feats = self.spatial(np.zeros((1, 3, height, width), np.float32))
-        self.temporal(np.zeros((1, self.contract.flow_channels, height, width), np.float32))
-        window = np.zeros((1, self.contract.num_segments, *feats.shape[1:]), np.float32)
-        self.head(window, window)
+        s = self.spatial(np.zeros((1, 3, height, width), np.float32))
+        t = self.temporal(np.zeros((1, self.contract.flow_channels, height, width), np.float32))
+        segments = self.contract.num_segments
+        self.head(np.zeros((1, segments, *s.shape[1:]), np.float32), np.zeros((1, segments, *t.shape[1:]), np.float32))
 
     def close(self) -> None:
         """Release engine resources. Idempotent."""

@@ -75,8 +75,11 @@ def _network_flags(trt) -> int:
 
 
 def build_plan(onnx_path: Path, plan_path: Path, part: PartSpec, contract: ModelContract,
-               feature_shape: tuple[int, int, int], settings: TensorRTBuildSettings = TensorRTBuildSettings()) -> Path:
-    """Parse ``onnx_path`` (fp32, fp16 or Q/DQ graph) and write a serialised plan to ``plan_path``."""
+               feature_shape: tuple[int, int, int], settings: TensorRTBuildSettings = TensorRTBuildSettings(), *,
+               temporal_feature_shape: tuple[int, int, int] | None = None) -> Path:
+    """Parse ``onnx_path`` (fp32, fp16 or Q/DQ graph) and write a serialised plan to ``plan_path``.
+    ``feature_shape``: (C, h, w) of the spatial features; ``temporal_feature_shape``: the temporal
+    ones' when the temporal tower has its own backbone (None: the same)."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -88,7 +91,8 @@ def build_plan(onnx_path: Path, plan_path: Path, part: PartSpec, contract: Model
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     profile = builder.create_optimization_profile()
-    for name, shape in zip(part.inputs, _input_shapes(part, contract, feature_shape)):
+    for name, shape in zip(part.inputs, _input_shapes(part, contract, feature_shape,
+                                                              temporal_feature_shape or feature_shape)):
         profile.set_shape(name, (1, *shape), (settings.opt_batch, *shape), (settings.max_batch, *shape))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
@@ -98,14 +102,14 @@ def build_plan(onnx_path: Path, plan_path: Path, part: PartSpec, contract: Model
     return plan_path
 
 
-def _input_shapes(part: PartSpec, contract: ModelContract, feature_shape: tuple[int, int, int]):
+def _input_shapes(part: PartSpec, contract: ModelContract, feature_shape: tuple[int, int, int],
+                  temporal_feature_shape: tuple[int, int, int]):
     """Per-sample input shapes (without the batch axis) of ``part``."""
     if part == SPATIAL:
         return ((3, *contract.input_size),)
     if part == TEMPORAL:
         return ((contract.flow_channels, *contract.input_size),)
-    window = (contract.num_segments, *feature_shape)
-    return (window, window)
+    return (contract.num_segments, *feature_shape), (contract.num_segments, *temporal_feature_shape)
 
 
 def plan_shape(engine, part: PartSpec, path: Path) -> PartShape:

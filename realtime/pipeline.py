@@ -104,7 +104,7 @@ class Pipeline:
         self.flow_device = device  # None: host rings and OpenCV flow (realtime.flowstage)
         frames = FrameRing(1 + lead, size, device)
         fields = FlowRing(contract.stack_length + lead, size, device)
-        cache = FeatureCache(self.plan.reach + lead, backend.feature_shape)
+        cache = FeatureCache(self.plan.reach + lead, backend.feature_shape, backend.temporal_feature_shape)
         self._captured = capture_channel(source, settings.capture)
         flowed: Channel = Channel(queue)
         featured: Channel = Channel(queue)

@@ -101,17 +101,19 @@ class FlowRing(Ring):
 
 
 class FeatureCache:
-    """Tower features per frame, float32 (C, h, w) each for the spatial and temporal tower,
-    in slot ``seq % capacity``. Written by the tower stage, gathered at stride tau by the head."""
+    """Tower features per frame, float32 (C, h, w) for the spatial and (C', h', w') for the
+    temporal tower (``temporal_shape``, default ``shape``: they differ only when the temporal
+    tower has a backbone of its own), in slot ``seq % capacity``. Written by the tower stage,
+    gathered at stride tau by the head."""
 
-    def __init__(self, capacity: int, shape: tuple[int, int, int]):
+    def __init__(self, capacity: int, shape: tuple[int, int, int], temporal_shape: tuple[int, int, int] | None = None):
         self.capacity = capacity
         self.spatial = np.zeros((capacity, *shape), np.float32)
-        self.temporal = np.zeros((capacity, *shape), np.float32)
+        self.temporal = np.zeros((capacity, *(temporal_shape or shape)), np.float32)
         self._seq = np.full(capacity, -1, np.int64)  # which frame each slot holds
 
     def put(self, seq: int, spatial: np.ndarray, temporal: np.ndarray) -> None:
-        """Store frame ``seq``'s features, (C, h, w) each."""
+        """Store frame ``seq``'s features, (C, h, w) and (C', h', w')."""
         slot = seq % self.capacity
         self._seq[slot] = -1  # invalid while half-written
         self.spatial[slot] = spatial
@@ -119,7 +121,7 @@ class FeatureCache:
         self._seq[slot] = seq
 
     def gather(self, seqs: np.ndarray, out_spatial: np.ndarray, out_temporal: np.ndarray) -> None:
-        """Copy the features of frames ``seqs`` (T,) into ``out_*`` (T, C, h, w), without
+        """Copy the features of frames ``seqs`` (T,) into ``out_*`` (T, C, h, w) / (T, C', h', w'), without
         allocating. Raises PipelineError if a frame is missing or was overwritten meanwhile."""
         slots = seqs % self.capacity
         self._check(seqs, slots)

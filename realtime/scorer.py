@@ -74,9 +74,8 @@ class HeadStage(ProcessingStage[TowerFeatures, None]):
         self._truth = _WindowTruth(plan.span)
         # O(n) per window on (K,) probabilities: nothing next to the head call.
         self._events = EventDetector(backend.contract.events, self._classes)
-        window_shape = (1, plan.segments, *cache.spatial.shape[1:])
-        self._s = np.zeros(window_shape, np.float32)  # (1, T, C, h, w), reused every window
-        self._t = np.zeros(window_shape, np.float32)
+        self._s = np.zeros((1, plan.segments, *cache.spatial.shape[1:]), np.float32)  # (1, T, C, h, w), reused
+        self._t = np.zeros((1, plan.segments, *cache.temporal.shape[1:]), np.float32)  # (1, T, C', h', w')
 
     def process(self, item: TowerFeatures) -> None:
         field = item.field

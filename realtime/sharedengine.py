@@ -24,6 +24,7 @@ class SharedEngine(SharedWorkers):
     def __init__(self, backend: Backend, settings: BatchSettings = BatchSettings(), *, warm_up: bool = True):
         self.backend = backend
         self.feature_shape = backend.feature_shape
+        self.temporal_feature_shape = backend.temporal_feature_shape
         if warm_up:
             backend.warm_up()
         super().__init__("shared engine", tuple(zip(PARTS, (backend.spatial, backend.temporal, backend.head))),
@@ -66,6 +67,7 @@ class EngineClient(Backend):
         self.name = backend.name
         self.tensor_device = backend.tensor_device  # device streams' tensors batch on the device
         self._feature_shape = engine.feature_shape
+        self._temporal_feature_shape = engine.temporal_feature_shape
         self._engine = engine
         self._closed = False
         self._close_lock = threading.Lock()

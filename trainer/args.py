@@ -7,12 +7,13 @@ import functools
 import sys
 from pathlib import Path
 
-from cli import CommandParser, default_of, non_negative
+from cli import CommandParser, at_least_one, default_of, non_negative
 from twostream import seeds
 from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, ModelContract
 from twostream.datasets import DATASETS
 from twostream.devices import DEVICES
 from twostream.fieldtest import FieldSettings
+from twostream.presets import PRESETS
 from twostream.protocols import PROTOCOLS
 from twostream.refimport import REFERENCE_FLOW_BOUND
 from twostream.training import TRAIN_FUSION, TrainSettings
@@ -20,6 +21,7 @@ from trainer.fit import fit
 from trainer.evaluate import run_evaluate
 from trainer.streams import field_test, tune_events
 from trainer.files import import_resnet101, write_card
+from trainer.presets import list_presets, with_preset
 
 def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     parser = CommandParser(prog="train.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,8 +67,13 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--real-backdrop-fraction", type=float, default=0.3,
                    help="share of generated clips over real moving backgrounds")
     train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
+    f.add_argument("--preset", choices=tuple(p.name for p in PRESETS),
+                   help="a published system's options as defaults (list: train.py presets); flags given still win")
     f.add_argument("--backbone", choices=BACKBONES, default=contract("backbone"))
-    f.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (downloads once)")
+    f.add_argument("--temporal-backbone", choices=BACKBONES,
+                   help="the temporal tower's own backbone (late fusions; default: --backbone)")
+    f.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
+                   help="torchvision ImageNet weights, from torch's hub cache only (never downloaded)")
     f.add_argument("--fusion", choices=FUSIONS, default=TRAIN_FUSION)
     f.add_argument("--input-size", type=int, default=contract("input_size")[0], help="N: frames resized to N x N")
     f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
@@ -82,6 +89,11 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--tower-epochs", type=int, default=train.tower_epochs)
     f.add_argument("--head-epochs", type=int, default=train.head_epochs)
     f.add_argument("--samples-per-clip", type=int, default=train.samples_per_clip)
+    f.add_argument("--spatial-segments", type=at_least_one, default=train.spatial_segments, metavar="K",
+                   help="TSN: the spatial tower learns on K frames per sample, one per equal segment, "
+                        "logits averaged (default %(default)s)")
+    f.add_argument("--train-strides", type=at_least_one, nargs=2, default=train.strides, metavar=("LO", "HI"),
+                   help="tau drawn in LO..HI frames when training the head (default %(default)s)")
     f.add_argument("--batch", type=int, default=train.tower_batch, help="tower and head batch")
     f.add_argument("--lr", type=float, default=train.lr)
     f.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -101,6 +113,9 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     e.add_argument("--table", action="store_true", help="print a Markdown table instead of JSON (video protocols)")
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
+    pr = sub.add_parser("presets", help="the published systems' presets of fit --preset, and their accuracy")
+    pr.set_defaults(run=list_presets)
+    pr.add_argument("--json", dest="table", action="store_false", help="JSON instead of a Markdown table")
     i = sub.add_parser("import-resnet101", help="a model file from the ResNet-101 two-stream reference's checkpoints")
     i.set_defaults(run=import_resnet101)
     i.add_argument("--spatial", required=True, help="its spatial net's model_best.pth.tar")
@@ -140,6 +155,6 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
                     help="first stream's seed (default: the held-out stream seed)")
     ft.add_argument("--record", action="store_true", help="store the report in the model file (for the card)")
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = with_preset(parser, f, parser.parse_args(argv), argv)
     args.argv = argv
     return args

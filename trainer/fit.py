@@ -13,7 +13,7 @@ from twostream import seeds
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
 from twostream.data import NO_GESTURE, folder_classes
-from twostream.errors import CheckpointError
+from twostream.errors import CheckpointError, DataError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
@@ -27,6 +27,8 @@ def fit(args) -> dict:
     resolve_training_device(args)
     dataset_source(args)
     args.split = args.split or 1
+    if args.train_strides[0] > args.train_strides[1]:
+        raise DataError(f"--train-strides {args.train_strides[0]} {args.train_strides[1]}: LO is above HI")
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -49,7 +51,7 @@ def fit(args) -> dict:
         if args.source:
             classes = args.source.split(args.split).classes
         contract = ModelContract(
-            classes=classes, backbone=args.backbone, fusion=args.fusion,
+            classes=classes, backbone=args.backbone, temporal_backbone=args.temporal_backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
             flow_compensation=args.flow_compensation,
             tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
@@ -65,13 +67,16 @@ def fit(args) -> dict:
     settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
                              tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
                              samples_per_clip=args.samples_per_clip, seed=args.seed,
-                             device=args.device, amp=args.amp, loader_workers=args.loader_workers)
+                             device=args.device, amp=args.amp, loader_workers=args.loader_workers,
+                             strides=tuple(args.train_strides), spatial_segments=args.spatial_segments)
     logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
                 + f", {args.loader_workers} loader workers")
     data = args.source.describe(args.split, "train") if args.source else args.data or (
         f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
         f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
+    if args.preset:
+        recipe["preset"] = args.preset
     real_split, real_videos = real_footage(args, contract)
     if real_split is None:
         logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")

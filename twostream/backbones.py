@@ -7,10 +7,15 @@ channel count C. torchvision definitions are used for resnet18/50/101 (s = 32) a
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
+
+from twostream.errors import CheckpointError
 
 TINY_WIDTHS = (32, 48, 64, 96)
 
@@ -49,25 +54,55 @@ def _first_conv_with_channels(conv: nn.Conv2d, in_channels: int, pretrained: boo
     return new
 
 
+def _imagenet(name: str) -> models.WeightsEnum:
+    """torchvision's default ImageNet weights of backbone ``name`` (their URL and file name)."""
+    return {"resnet18": models.ResNet18_Weights, "resnet50": models.ResNet50_Weights,
+            "resnet101": models.ResNet101_Weights, "vgg16": models.VGG16_Weights}[name].DEFAULT
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where torch's hub cache keeps torchvision's default ImageNet weights of backbone ``name``:
+    torch.hub.get_dir()/checkpoints/<the file name of the weights' URL> (TORCH_HOME moves it)."""
+    weights = _imagenet(name)
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _load_imagenet(net: nn.Module, name: str) -> None:
+    """torchvision's ImageNet weights of ``name`` into ``net``, from torch's cache only: this code
+    never downloads (a training run must not depend on a network, and tests must not fetch
+    hundreds of MB). Absent: CheckpointError naming the file, its URL and where to put it."""
+    weights = _imagenet(name)
+    path = imagenet_weights_file(name)
+    if not path.is_file():
+        raise CheckpointError(f"--pretrained: {name}'s ImageNet weights are not in torch's cache; download "
+                              f"{weights.url} and put it at {path} (this code never downloads)")
+    try:
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # a truncated download, another net's file: one line, not a traceback
+        raise CheckpointError(f"--pretrained: {path} is not {name}'s torchvision weights ({exc})") from exc
+
+
 def build_backbone(name: str, in_channels: int, pretrained: bool = False) -> tuple[nn.Module, int]:
-    """Build a tower trunk. ``pretrained`` loads torchvision's ImageNet weights (downloaded by
-    torchvision on first use, so only for users online) and applies cross-modality init
-    when ``in_channels`` != 3."""
+    """Build a tower trunk. ``pretrained`` loads torchvision's ImageNet weights from torch's hub
+    cache (never downloaded: imagenet_weights_file says where they go) and applies
+    cross-modality init when ``in_channels`` != 3."""
     if name == "tiny":
         if pretrained:
             raise ValueError("the tiny backbone has no ImageNet weights; train it from scratch")
         return _tiny(in_channels), TINY_WIDTHS[-1]
     if name in ("resnet18", "resnet50", "resnet101"):
-        weights = {"resnet18": models.ResNet18_Weights, "resnet50": models.ResNet50_Weights,
-                   "resnet101": models.ResNet101_Weights}[name].DEFAULT if pretrained else None
-        net = getattr(models, name)(weights=weights)
+        net = getattr(models, name)(weights=None)
+        if pretrained:
+            _load_imagenet(net, name)
         if in_channels != 3:
             net.conv1 = _first_conv_with_channels(net.conv1, in_channels, pretrained)
         trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                               net.layer1, net.layer2, net.layer3, net.layer4)
         return trunk, net.fc.in_features
     if name == "vgg16":
-        net = models.vgg16(weights=models.VGG16_Weights.DEFAULT if pretrained else None)
+        net = models.vgg16(weights=None)
+        if pretrained:
+            _load_imagenet(net, name)
         layers = list(net.features.children())[:-1]  # drop pool5: fuse at relu5_3
         if in_channels != 3:
             layers[0] = _first_conv_with_channels(layers[0], in_channels, pretrained)

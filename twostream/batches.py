@@ -55,15 +55,29 @@ def gather_window(features: ClipFeatures, end: int, contract: ModelContract, str
 
 
 def tower_plan(clip_lengths: list[int], contract: ModelContract, rng: np.random.Generator, batch: int,
-               steps: int) -> list[list[tuple[int, int]]]:
+               steps: int, spatial_segments: int = 1) -> list[list[tuple]]:
     """``steps`` batches of (clip index, frame) pairs: per batch ``batch`` clips drawn with
-    replacement, then a frame of each in L..F-1 (frames below L lack a full flow stack)."""
+    replacement, then a frame of each in L..F-1 (frames below L lack a full flow stack). With
+    ``spatial_segments`` K > 1 each row also names the spatial tower's K frames, (clip index,
+    frame, (f_1..f_K)): f_k drawn in the k-th of K equal segments of L..F-1 (TSN), after the
+    frame, so K = 1 draws exactly what it always drew."""
     length = contract.stack_length
     plan = []
     for _ in range(steps):
         picks = rng.integers(len(clip_lengths), size=batch)
-        plan.append([(int(ci), int(rng.integers(length, clip_lengths[ci]))) for ci in picks])
+        rows = [(int(ci), int(rng.integers(length, clip_lengths[ci]))) for ci in picks]
+        if spatial_segments > 1:
+            rows = [(ci, frame, segment_frames(rng, length, clip_lengths[ci], spatial_segments))
+                    for ci, frame in rows]
+        plan.append(rows)
     return plan
+
+
+def segment_frames(rng: np.random.Generator, first: int, end: int, segments: int) -> tuple[int, ...]:
+    """One frame drawn in each of ``segments`` equal parts of first..end-1 (a part shorter than a
+    frame, in a short clip, is its first frame)."""
+    bounds = np.linspace(first, end, segments + 1)
+    return tuple(int(rng.integers(int(lo), max(int(hi), int(lo) + 1))) for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
 def head_plan(feature_lengths: list[int], contract: ModelContract, rng: np.random.Generator, batch: int,
@@ -87,7 +101,8 @@ def head_plan(feature_lengths: list[int], contract: ModelContract, rng: np.rando
 
 class TowerSamples(Dataset):
     """(clip index, frame) -> (rgb uint8 (3, H, W), flow stack uint8 (2L, H, W), label): the
-    uint8 rows of twostream.preprocess.tower_inputs for that frame."""
+    uint8 rows of twostream.preprocess.tower_inputs for that frame; (clip index, frame, spatial
+    frames (K,)) -> rgb (K, 3, H, W) of those frames instead (tower_plan's spatial segments)."""
 
     def __init__(self, clips, contract: ModelContract):
         self.clips = clips.clips
@@ -96,10 +111,11 @@ class TowerSamples(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: tuple[int, int]):
-        ci, frame = index
+    def __getitem__(self, index: tuple):
+        ci, frame = index[:2]
         clip = self.clips[ci]
-        return clip.rgb[frame], stack_fields(clip.flow[frame - self.length + 1:frame + 1]), clip.label
+        rgb = clip.rgb[list(index[2])] if len(index) > 2 else clip.rgb[frame]
+        return rgb, stack_fields(clip.flow[frame - self.length + 1:frame + 1]), clip.label
 
 
 class HeadSamples(Dataset):
@@ -143,7 +159,7 @@ def to_device(batch: tuple[torch.Tensor, ...], device: str) -> tuple[torch.Tenso
 
 
 def tower_tensors(batch: tuple[torch.Tensor, ...], device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A tower batch on ``device``: rgb float32 (B, 3, H, W), flow float32 (B, 2L, H, W) (values
-    0..255, as tower_inputs gives them), labels (B,)."""
+    """A tower batch on ``device``: rgb float32 (B, 3, H, W) (or (B, K, 3, H, W) with spatial
+    segments), flow float32 (B, 2L, H, W) (values 0..255, as tower_inputs gives them), labels (B,)."""
     rgb, flow, labels = to_device(batch, device)
     return rgb.float(), flow.float(), labels

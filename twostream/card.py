@@ -15,6 +15,8 @@ _FUSION_WORDS = {
     "late": ": each tower's per-frame classifier averaged over T; final score = mean of the two towers' logits",
     "late-svm": ": each tower's per-frame classifier averaged over T; final score = a linear SVM on the two "
                 "towers' stacked, L2-normalised softmax scores (its weights in the model file)",
+    "late-concat": ": each tower's per-frame classifier averaged over T; final score = a linear layer on the two "
+                   "towers' concatenated logits (2K -> K), learnt on windows of cached tower features",
 }
 
 def _real_lines(real) -> list[str]:
@@ -91,7 +93,9 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         "",
         "## Contract (what the runtime must feed it)",
         "",
-        f"- backbone `{c.backbone}` for both towers, fusion `{c.fusion}`" + _FUSION_WORDS.get(c.fusion, _CONV_FUSION),
+        (f"- backbone `{c.backbone}` for both towers" if c.temporal_trunk == c.backbone else
+         f"- backbone `{c.backbone}` for the spatial tower, `{c.temporal_trunk}` for the temporal tower")
+        + f", fusion `{c.fusion}`" + _FUSION_WORDS.get(c.fusion, _CONV_FUSION),
         f"- input {c.input_size[0]}x{c.input_size[1]} (whole frame resized, no crop), {c.channel_order.upper()} 0..255, "
         f"mean {list(c.rgb_mean)}, std {list(c.rgb_std)} (applied inside the network)",
         f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "

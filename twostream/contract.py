@@ -16,11 +16,14 @@ from twostream.errors import ContractMismatch
 from twostream.events import EventPolicy
 from twostream.tvl1 import TVL1Params
 
-FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late", "late-svm")
+FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "late", "late-svm", "late-concat")
 # Late fusions score each tower alone and combine the two scores: "late" averages the logits;
 # "late-svm" is Simonyan and Zisserman's (2014) linear SVM on the stacked, L2-normalised
-# softmax scores of the towers, its weights in the model file (twostream/svmfusion.py).
-LATE_FUSIONS = ("late", "late-svm")
+# softmax scores of the towers, its weights in the model file (twostream/svmfusion.py);
+# "late-concat" is the tutorial baseline's classifier, a Linear(2K, K) on the concatenated tower
+# logits, learnt in the head stage. Only these may give the temporal tower its own backbone: they
+# pool each tower's features alone, where the others fuse the two maps location by location.
+LATE_FUSIONS = ("late", "late-svm", "late-concat")
 BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
 # "tvl1" is OpenCV contrib's TV-L1 on the CPU; "tvl1-torch" is twostream.tvl1 (CPU or CUDA, batched)
 # with the contract's own parameters (ModelContract.tvl1).
@@ -120,6 +123,9 @@ class ModelContract:
 
     classes: tuple[str, ...]
     backbone: str = "tiny"
+    # The temporal tower's own backbone (a small flow net beside a big RGB one), or None: the
+    # spatial tower's. Absent in older files (None); compared: it is another network.
+    temporal_backbone: str | None = None
     fusion: str = "concat"
     input_size: tuple[int, int] = (112, 112)
     channel_order: str = "rgb"
@@ -161,6 +167,11 @@ class ModelContract:
             problems.append(f"backbone {self.backbone!r} is not one of {BACKBONES}")
         if self.fusion not in FUSIONS:
             problems.append(f"fusion {self.fusion!r} is not one of {FUSIONS}")
+        if self.temporal_backbone is not None and self.temporal_backbone not in BACKBONES:
+            problems.append(f"temporal_backbone {self.temporal_backbone!r} is not one of {BACKBONES}")
+        elif self.temporal_backbone not in (None, self.backbone) and self.fusion not in LATE_FUSIONS:
+            problems.append(f"a temporal backbone of its own ({self.temporal_backbone}) needs a late fusion "
+                            f"{LATE_FUSIONS}: fusion {self.fusion!r} fuses two feature maps of one shape")
         if self.flow_method not in FLOW_METHODS:
             problems.append(f"flow_method {self.flow_method!r} is not one of {FLOW_METHODS}")
         if min(self.input_size) < 32:
@@ -203,6 +214,11 @@ class ModelContract:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def temporal_trunk(self) -> str:
+        """The temporal tower's backbone: its own, else the spatial tower's."""
+        return self.temporal_backbone or self.backbone
 
     @property
     def flow_channels(self) -> int:

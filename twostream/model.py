@@ -1,8 +1,11 @@
 """The fused two-stream network, split into the three parts the streaming runtime runs alone.
 
     spatial tower   rgb  (N, 3, H, W)   float 0..255       -> features (N, C, h, w)
-    temporal tower  flow (N, 2L, H, W)  float 0..255 (q)   -> features (N, C, h, w)
-    fusion head     (N, T, C, h, w) x 2                    -> logits (N, K)
+    temporal tower  flow (N, 2L, H, W)  float 0..255 (q)   -> features (N, C', h', w')
+    fusion head     (N, T, C, h, w), (N, T, C', h', w')    -> logits (N, K)
+
+(C', h', w') = (C, h, w) unless the contract gives the temporal tower a backbone of its own
+(late fusions only: each tower is pooled and classified alone).
 
 Because the towers are 2D, a frame's features do not depend on the window it is part of:
 the runtime caches them per frame and runs only the head per window. ``forward`` is exactly
@@ -102,20 +105,28 @@ class FusionHead(nn.Module):
     Late-svm: per-tower logits as late, then svm_features (N, 2K) @ svm_coef (K, 2K).T +
     svm_intercept (K,): a linear SVM's decision values (twostream.svmfusion fits them; until
     then the mean of the two normalised score vectors).
+    Late-concat: per-tower logits as late, concatenated (N, 2K) (spatial first), then
+    concat_fc, a Linear(2K, K) learnt in the head stage (initialised to the late average).
+    ``temporal_channels``: C' of the temporal features (late fusions), default C.
     """
 
     def __init__(self, fusion: str, channels: int, num_classes: int, num_segments: int,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, temporal_channels: int | None = None):
         super().__init__()
         self.fusion = fusion
         # Per-frame tower classifiers on globally pooled features: used to train and evaluate
         # each tower alone, and as the late-fusion head.
         self.spatial_fc = nn.Linear(channels, num_classes)
-        self.temporal_fc = nn.Linear(channels, num_classes)
+        self.temporal_fc = nn.Linear(temporal_channels or channels, num_classes)
         self.dropout = nn.Dropout(dropout)
         if fusion == "late-svm":  # buffers, not parameters: fitted by an SVM, never by a gradient
             self.register_buffer("svm_coef", 0.5 * torch.cat([torch.eye(num_classes)] * 2, dim=1))
             self.register_buffer("svm_intercept", torch.zeros(num_classes))
+        if fusion == "late-concat":
+            self.concat_fc = nn.Linear(2 * num_classes, num_classes)
+            with torch.no_grad():  # starts as "late": (spatial + temporal) / 2
+                self.concat_fc.weight.copy_(0.5 * torch.cat([torch.eye(num_classes)] * 2, dim=1))
+                self.concat_fc.bias.zero_()
         if fusion in LATE_FUSIONS:
             return
         self.fuse = SpatialFusion(fusion, channels)
@@ -154,6 +165,8 @@ class FusionHead(nn.Module):
             spatial, temporal = self.tower_logits(s, t)
             if self.fusion == "late":
                 return (spatial + temporal) / 2
+            if self.fusion == "late-concat":
+                return self.concat_fc(torch.cat([spatial, temporal], dim=1))
             return svm_features(spatial, temporal) @ self.svm_coef.T + self.svm_intercept
         n, frames, c, h, w = s.shape
         fused = self.fuse(s.reshape(n * frames, c, h, w), t.reshape(n * frames, c, h, w))
@@ -176,25 +189,30 @@ class TwoStreamNet(nn.Module):
         super().__init__()
         self.contract = contract
         s_trunk, channels = build_backbone(contract.backbone, 3, pretrained)
-        t_trunk, _ = build_backbone(contract.backbone, contract.flow_channels, pretrained)
+        # A small flow net of its own (tiny) has no ImageNet weights: --pretrained is the RGB tower's then.
+        t_pretrained = pretrained and not (contract.temporal_trunk == "tiny" and contract.backbone != "tiny")
+        t_trunk, t_channels = build_backbone(contract.temporal_trunk, contract.flow_channels, t_pretrained)
         rgb_mean = [255.0 * m for m in contract.rgb_mean]
         rgb_std = [255.0 * s for s in contract.rgb_std]
         flow_mean, flow_std = contract.flow_normalisation()  # "pixels": quantisation steps per pixel
         self.spatial_tower = Tower(s_trunk, rgb_mean, rgb_std)
         self.temporal_tower = Tower(t_trunk, [flow_mean], [flow_std], contract.flow_network_order())
-        self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments)
+        self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments,
+                               temporal_channels=t_channels)
         self.feature_channels = channels
+        self.temporal_feature_channels = t_channels
 
     def spatial(self, rgb: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB 0..255 -> (N, C, h, w)."""
         return self.spatial_tower(rgb)
 
     def temporal(self, flow: torch.Tensor) -> torch.Tensor:
-        """(N, 2L, H, W) quantised flow 0..255 -> (N, C, h, w)."""
+        """(N, 2L, H, W) quantised flow 0..255 -> (N, C', h', w')."""
         return self.temporal_tower(flow)
 
     def features(self, rgb: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows (N, T, 3, H, W) and (N, T, 2L, H, W) -> tower features, each (N, T, C, h, w)."""
+        """Windows (N, T, 3, H, W) and (N, T, 2L, H, W) -> tower features (N, T, C, h, w) and
+        (N, T, C', h', w')."""
         n, frames = rgb.shape[:2]
         s = self.spatial(rgb.flatten(0, 1))
         t = self.temporal(flow.flatten(0, 1))

@@ -61,6 +61,10 @@ class TrainSettings:
     device: str = "cpu"  # a resolved device (twostream.devices.resolve_device), never "auto"
     amp: bool = False  # fp16 autocast + GradScaler; CUDA only (bf16 on this CPU measured 10x slower)
     loader_workers: int = 0  # DataLoader worker processes assembling batches
+    # TSN-style spatial training: K RGB frames per sample, one from each of K equal segments of
+    # the clip, the spatial tower's logits averaged over them before the loss (the ResNet-101
+    # reference's 3). 1: one frame, drawn exactly as before.
+    spatial_segments: int = 1
 
     @property
     def loading(self) -> LoaderSettings:
@@ -234,7 +238,8 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     samples, lengths = TowerSamples(clips, contract), [len(c.rgb) for c in clips.clips]
     for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
-        batches = loader(samples, tower_plan(lengths, contract, rng, settings.tower_batch, steps), settings.loading)
+        plan = tower_plan(lengths, contract, rng, settings.tower_batch, steps, settings.spatial_segments)
+        batches = loader(samples, plan, settings.loading)
         model.train()
         bar = tqdm(batches, total=steps, desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
                    disable=None)
@@ -244,7 +249,9 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
             rgb, flow, labels = tower_tensors(batch, device)
             # fp32 on the CPU on purpose: bf16 autocast measured 10x slower for these small convs here.
             with _autocast(settings):
-                s_logits = model.head.spatial_fc(model.spatial(rgb).mean(dim=(2, 3)))
+                # (B, K, 3, H, W) with spatial segments: the K frames' logits averaged (TSN consensus).
+                s_logits = model.head.spatial_fc(model.spatial(rgb.flatten(0, rgb.dim() - 4)).mean(dim=(2, 3)))
+                s_logits = s_logits.view(len(labels), -1, s_logits.shape[-1]).mean(dim=1)
                 t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
                 loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
             _step(loss, opt, sched, scaler)
@@ -277,7 +284,7 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
             temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
                                         for i in range(0, len(flow), batch)]).float().cpu()
         spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
-        temporal = torch.zeros_like(spatial)
+        temporal = torch.zeros((len(clip.rgb), *temporal_valid.shape[1:]))  # its own shape: own backbone
         spatial[length:], temporal[length:] = spatial_valid, temporal_valid
         out.append(ClipFeatures(spatial, temporal, clip.label))
     return out
