@@ -158,12 +158,13 @@ def check_part_shapes(contract: ModelContract, input_size: tuple[int, int],
         said = "; ".join(f"{field} {want}, {name} has {got}" for field, (want, name, got) in found.items())
         raise EngineError(f"engine directory {folder}: the contract says {said} (engine.json edited, or parts "
                           "of another build?); rebuild with build_engine.py")
-    for tower in (spatial, temporal):  # the towers' features are what the head takes
-        for features in head.inputs:
-            if _contradicts(tower.output[1:], features[2:]):
-                raise EngineError(f"engine directory {folder}: {tower.path.name} gives features "
-                                  f"{list(tower.output[1:])}, {head.path.name} takes {list(features[2:])} "
-                                  "(parts of different builds?); rebuild with build_engine.py")
+    # Each tower's features are what the head takes as that tower's input (spatial first): the
+    # two shapes differ when the temporal tower has a backbone of its own (late fusions).
+    for tower, features in zip((spatial, temporal), head.inputs):
+        if _contradicts(tower.output[1:], features[2:]):
+            raise EngineError(f"engine directory {folder}: {tower.path.name} gives features "
+                              f"{list(tower.output[1:])}, {head.path.name} takes {list(features[2:])} "
+                              "(parts of different builds?); rebuild with build_engine.py")
     if tuple(input_size) != tuple(contract.input_size):
         raise EngineError(f"engine directory {folder} takes {list(contract.input_size)} frames only (its "
                           f"input_size), not {list(input_size)}: build an engine for that size")

@@ -5,11 +5,14 @@ both shapes, giving the logits of the offline forward pass."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from building.export import check_export, export_parts
+from engines.onnx_parts import PartShape, check_part_shapes
 from engines.torch_backend import TorchBackend
 from realtime.pipeline import Pipeline, PipelineSettings
 from realtime.sharedengine import SharedEngine
@@ -77,3 +80,14 @@ def test_late_concat_starts_as_the_late_average(baseline):
     s, t = torch.randn(2, 3, 512, 2, 2), torch.randn(2, 3, 96, 4, 4)
     spatial, temporal = model.head.tower_logits(s, t)
     torch.testing.assert_close(model.head(s, t), (spatial + temporal) / 2)
+
+
+def test_an_engine_directory_matches_each_tower_with_its_own_head_input(baseline):
+    contract = baseline.contract
+    spatial = PartShape(Path("/e/spatial.onnx"), ((None, 3, 64, 64),), (None, 512, 2, 2))
+    temporal = PartShape(Path("/e/temporal.onnx"), ((None, 8, 64, 64),), (None, 96, 4, 4))
+    head = PartShape(Path("/e/head.onnx"), ((None, 3, 512, 2, 2), (None, 3, 96, 4, 4)), (None, 10))
+    check_part_shapes(contract, contract.input_size, spatial, temporal, head)
+    crossed = PartShape(Path("/e/head.onnx"), ((None, 3, 96, 4, 4), (None, 3, 512, 2, 2)), (None, 10))
+    with pytest.raises(EngineError, match=r"spatial.onnx gives features \[512, 2, 2\], head.onnx takes \[96, 4, 4\]"):
+        check_part_shapes(contract, contract.input_size, spatial, temporal, crossed)
