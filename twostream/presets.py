@@ -123,9 +123,11 @@ def preset_named(name: str) -> Preset:
 
 
 def presets_table() -> str:
-    """Every preset as a Markdown table: name, options, test protocol, published accuracy."""
+    """Every preset as a Markdown table (name, options, test protocol, published accuracy), then
+    each one's system and notes."""
     lines = ["| preset | options | protocol | published accuracy |", "| --- | --- | --- | --- |"]
     lines += [f"| {p.name} | `{p.options.flags()}` | {p.protocol} | {p.published} |" for p in PRESETS]
+    lines += ["", *(f"- {p.name} ({p.system}): {p.notes}" for p in PRESETS)]
     return "\n".join(lines)
 
 

@@ -70,6 +70,7 @@ def test_presets_command_lists_each_with_its_published_accuracy(capsys):
     text = capsys.readouterr().out
     for preset in PRESETS:
         assert f"| {preset.name} | `{preset.options.flags()}` | {preset.protocol} |" in text
+        assert f"- {preset.name} ({preset.system}): {preset.notes}" in text
     for figure in ("73.0 / 40.5", "83.7 / 54.6", "86.9 / 58.0", "88.0 / 59.4", "82.1", "79.4", "88.5", "92.5 / 65.4"):
         assert figure in text
     assert train.main(["presets", "--json"]) == 0
