@@ -8,6 +8,8 @@
     python train.py fit --out ucf.pt --dataset ucf101 --root UCF-101 --split 1 --backbone resnet50
     python train.py evaluate --model s1.pt s2.pt s3.pt --dataset ucf101 --root UCF-101 --split 1 2 3 \
         --protocol frames25 --table                              # video top-1 per split and mean
+    python train.py presets                                      # the published systems' option sets
+    python train.py fit --preset resnet101-twostream --out r101.pt --dataset ucf101 --root UCF-101 --split 1
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
     python train.py import-resnet101 --spatial S.pth.tar --motion M.pth.tar --classes classInd.txt --out ucf101.pt
