@@ -55,7 +55,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--split", type=int, choices=(1, 2, 3), help="the official split to train on (default 1)")
     f.add_argument("--jpeg-flow-bound", type=float, default=20.0, help="px the flow JPEGs map to 0 and 255")
     f.add_argument("--head-clips-per-class", type=int, default=100,
-                   help="generated clips per class for the fusion head, unseen by the towers")
+                   help="generated clips per class for the fusion head, unseen by the towers; with --dataset, "
+                        "the head's first N training videos per class (its features are held in memory)")
     f.add_argument("--val-clips-per-class", type=int, default=40)
     f.add_argument("--real", metavar="DIR", help="real footage nobody gestures in, added as no_gesture "
                    "(default: ../shared/data/videos/real when present); split by file (twostream/realdata.py)")

@@ -265,22 +265,26 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
     back float32 on the CPU: the head's loader workers read them there, and the GPU's memory
     stays for the towers."""
     model.eval()
+    return [features_of(model, clip, batch, device, amp) for clip in tqdm(clips.clips, desc=desc, unit="clip",
+                                                                          disable=None)]
+
+
+@torch.inference_mode()
+def features_of(model: TwoStreamNet, clip, batch: int = 128, device: str = "cpu", amp: bool = False) -> ClipFeatures:
+    """One clip's tower features, as clip_features computes them (``model`` in eval mode):
+    spatial and temporal (F, C, h, w) float32 on the CPU, zero for the first L frames (no
+    full flow stack)."""
     length = model.contract.stack_length
-    autocast = _autocast(TrainSettings(device=device, amp=amp))
-    out = []
-    for clip in tqdm(clips.clips, desc=desc, unit="clip", disable=None):
-        rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)),
-                                                               length))
-        with autocast:
-            spatial_valid = torch.cat([model.spatial(rgb[i:i + batch].to(device))
-                                       for i in range(0, len(rgb), batch)]).float().cpu()
-            temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
-                                        for i in range(0, len(flow), batch)]).float().cpu()
-        spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
-        temporal = torch.zeros_like(spatial)
-        spatial[length:], temporal[length:] = spatial_valid, temporal_valid
-        out.append(ClipFeatures(spatial, temporal, clip.label))
-    return out
+    rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)), length))
+    with _autocast(TrainSettings(device=device, amp=amp)):
+        spatial_valid = torch.cat([model.spatial(rgb[i:i + batch].to(device))
+                                   for i in range(0, len(rgb), batch)]).float().cpu()
+        temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
+                                    for i in range(0, len(flow), batch)]).float().cpu()
+    spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
+    temporal = torch.zeros((len(clip.rgb), *temporal_valid.shape[1:]))
+    spatial[length:], temporal[length:] = spatial_valid, temporal_valid
+    return ClipFeatures(spatial, temporal, clip.label)
 
 
 def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start: Progress,
@@ -329,15 +333,20 @@ def evaluate(model: TwoStreamNet, clips: ClipSet, per_clip: int = 3, device: str
     the run-time stride, on ``device`` (where ``model`` is), in fp32. Rows of the confusion
     matrix are true classes, columns predictions."""
     contract = model.contract
-    feats = clip_features(model, clips, desc="evaluate", device=device)
+    model.eval()
     pairs = eval_windows(clips, contract, per_clip)
     k = contract.num_classes
     confusion = np.zeros((k, k), dtype=int)
     hits = {"spatial": 0, "temporal": 0, "fused": 0}
-    for ci, end in pairs:
-        s, t = gather_window(feats[ci], end, contract, contract.stride)
+    # One clip's features at a time (pairs come clip by clip): a test list of thousands of
+    # videos never holds more than one video's features.
+    feats, feats_of = None, -1
+    for ci, end in tqdm(pairs, desc="evaluate", unit="window", disable=None):
+        if ci != feats_of:
+            feats, feats_of = features_of(model, clips.clips[ci], device=device), ci
+        s, t = gather_window(feats, end, contract, contract.stride)
         s, t = s[None].to(device), t[None].to(device)
-        label = feats[ci].label
+        label = feats.label
         s_logits, t_logits = model.head.tower_logits(s, t)
         fused = model.head(s, t)
         hits["spatial"] += int(s_logits.argmax(1).item() == label)
