@@ -19,6 +19,7 @@ from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
 from trainer.common import check_feature_memory, clips_for, dataset_source, machine, real_footage, resolve_training_device
+from trainer.multitask import check_task, multitask_source, task_model_contract, task_recipe, task_train_clips
 
 logger = logging.getLogger("train")
 
@@ -27,6 +28,7 @@ def fit(args) -> dict:
     resolve_training_device(args)
     dataset_source(args)
     args.split = args.split or 1
+    multitask_source(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -36,11 +38,13 @@ def fit(args) -> dict:
         except CheckpointError as exc:
             raise CheckpointError(f"{args.resume}: {exc}") from exc
         model = build_model(checkpoint).train()
+        check_task(args, model.contract, resuming=True)
         history = list(checkpoint.metrics.get("history", []))
         logger.info(f"resuming {args.resume} at stage {state.stage}, epoch {state.epoch}")
     elif args.init:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
+        check_task(args, model.contract, resuming=False)
         state = Progress()
         history = []
         logger.info(f"fine-tuning from {args.init}")
@@ -57,6 +61,7 @@ def fit(args) -> dict:
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
             train_fps=args.fps, flow_bound=args.jpeg_flow_bound if args.jpegs else 20.0,
             flow_source=FlowSource("tvl1", args.jpeg_flow_bound) if args.jpegs else None)
+        contract = task_model_contract(args, contract)  # + the second dataset's classifier, multi-task
         model = TwoStreamNet(contract, pretrained=args.pretrained)
         state = Progress()
         history = []
@@ -72,6 +77,8 @@ def fit(args) -> dict:
         f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
         f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
+    if args.resume and "multitask" in checkpoint.metrics.get("recipe", {}):  # the towers stage wrote it
+        recipe["multitask"] = checkpoint.metrics["recipe"]["multitask"]
     real_split, real_videos = real_footage(args, contract)
     if real_split is None:
         logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
@@ -97,8 +104,12 @@ def fit(args) -> dict:
     started = time.monotonic()
     if state.stage == "towers":
         train = clips_for(args, contract, "train", args.seed, args.clips_per_class, real_videos)
-        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f))
-        del train
+        task = task_train_clips(args, contract) if args.task_source else None
+        if task is not None:
+            recipe["multitask"] = task_recipe(args, len(train), len(task))
+        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f),
+                     task=task)
+        del train, task
         state = Progress("head")  # the generator runs on as it is; the checkpoint keeps its state
     if state.stage == "head":
         for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):

@@ -184,6 +184,10 @@ class TwoStreamNet(nn.Module):
         self.temporal_tower = Tower(t_trunk, [flow_mean], [flow_std], contract.flow_network_order())
         self.head = FusionHead(contract.fusion, channels, contract.num_classes, contract.num_segments)
         self.feature_channels = channels
+        # Multi-task training (contract.multitask, twostream/multitask.py): the temporal tower's
+        # per-frame classifier for a second dataset, (C -> K2) like head.temporal_fc. Never in
+        # forward: engines and the live runtime score the primary dataset only.
+        self.multitask_temporal_fc = nn.Linear(channels, len(contract.multitask.classes)) if contract.multitask else None
 
     def spatial(self, rgb: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB 0..255 -> (N, C, h, w)."""

@@ -34,6 +34,7 @@ from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
 from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
+from twostream.multitask import multitask_loss, task_batch_size, task_batches, temporal_logits
 from twostream.preprocess import tower_inputs
 from twostream.svmfusion import fit_head_svm
 
@@ -218,13 +219,18 @@ def _show(bar, step: int, steps: int, **figures: Callable[[], float]) -> None:
 
 
 def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start: Progress,
-                 on_epoch: Callable[[Progress, dict], None]) -> None:
+                 on_epoch: Callable[[Progress, dict], None], task: ClipSet | None = None) -> None:
     """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc),
     from ``start`` (Progress() for a fresh run); ``on_epoch(progress, figures)`` after each epoch.
-    ``model`` is already on ``settings.device``."""
+    ``model`` is already on ``settings.device``. ``task``: a second dataset's training clips
+    (labels in contract.multitask's classes) for multi-task training of the temporal tower
+    through model.multitask_temporal_fc (twostream/multitask.py); None: the primary alone."""
     contract, device = model.contract, settings.device
     params = (list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters())
               + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
+    if task is not None:
+        params += list(model.multitask_temporal_fc.parameters())
+        task_size = task_batch_size(len(clips), len(task), settings.tower_batch)
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
@@ -235,6 +241,9 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
         batches = loader(samples, tower_plan(lengths, contract, rng, settings.tower_batch, steps), settings.loading)
+        if task is not None:
+            task_iter = iter(task_batches(task, contract, settings.seed, epoch, task_size, steps, settings.loading))
+            task_hits, task_seen = torch.zeros((), dtype=torch.int64, device=device), 0
         model.train()
         bar = tqdm(batches, total=steps, desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
                    disable=None)
@@ -245,16 +254,26 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
             # fp32 on the CPU on purpose: bf16 autocast measured 10x slower for these small convs here.
             with _autocast(settings):
                 s_logits = model.head.spatial_fc(model.spatial(rgb).mean(dim=(2, 3)))
-                t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
-                loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+                if task is None:
+                    t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
+                    loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+                else:  # multi-task: + the second dataset's classifier's loss on its own batch
+                    _, task_flow, task_labels = tower_tensors(next(task_iter), device)
+                    t_logits, task_logits = temporal_logits(model, flow, task_flow)
+                    loss = multitask_loss(loss_fn, s_logits, t_logits, labels, task_logits, task_labels)
             _step(loss, opt, sched, scaler)
+            if task is not None:
+                task_hits += (task_logits.argmax(1) == task_labels).sum()
+                task_seen += len(task_labels)
             correct += torch.stack([(s_logits.argmax(1) == labels).sum(), (t_logits.argmax(1) == labels).sum()])
             seen += len(labels)
             _show(bar, step, steps, loss=loss.item, spatial=lambda: correct[0].item() / seen,
                   temporal=lambda: correct[1].item() / seen)
         spatial_hits, temporal_hits = correct.tolist()
-        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device),
-                 {"spatial_train_acc": spatial_hits / seen, "temporal_train_acc": temporal_hits / seen})
+        figures = {"spatial_train_acc": spatial_hits / seen, "temporal_train_acc": temporal_hits / seen}
+        if task is not None:
+            figures["task_temporal_train_acc"] = task_hits.item() / task_seen
+        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device), figures)
 
 
 @torch.inference_mode()
