@@ -13,6 +13,9 @@ assembled on the host by a DataLoader (twostream.batches, worker processes when
 ``loader_workers`` > 0) and copied over; with ``amp`` (CUDA only) the forward passes run under
 fp16 autocast and a GradScaler scales the loss. Whatever the device, what a Progress or a
 checkpoint holds is on the CPU, so a run trained on CUDA resumes or loads on a CPU machine.
+
+Under torchrun (``TrainSettings.world``) both stages run data-parallel: each process steps on its
+slice of every global batch through DistributedDataParallel (twostream.distributed).
 """
 
 from __future__ import annotations
