@@ -29,6 +29,7 @@ from torch import nn
 from twostream.batches import LoaderSettings, TowerSamples, loader, tower_plan
 from twostream.contract import ModelContract, TaskHead
 from twostream.data import ClipSet, eval_windows
+from twostream.distributed import World
 from twostream.errors import ContractMismatch
 from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan, tower_inputs
@@ -59,22 +60,14 @@ def task_batch_size(primary_clips: int, task_clips: int, batch: int) -> int:
 
 
 def task_batches(clips: ClipSet, contract: ModelContract, seed: int, epoch: int, batch: int, steps: int,
-                 settings: LoaderSettings):
+                 settings: LoaderSettings, world: World = World()):
     """``steps`` batches of the second dataset's (rgb, flow stack, label), ``batch`` random
-    frames each, drawn as tower_plan draws the primary ones, from the epoch's own generator.
-    Only the flow stacks and labels are used (the spatial tower learns the primary dataset)."""
+    frames each, drawn as tower_plan draws the primary ones, from the epoch's own generator
+    (this rank's share of each under torchrun). Only the flow stacks and labels are used (the
+    spatial tower learns the primary dataset)."""
     rng = np.random.default_rng([seed, TASK_STREAM, epoch])
-    plan = tower_plan([len(c.rgb) for c in clips.clips], contract, rng, batch, steps)
+    plan = [world.shard(rows) for rows in tower_plan([len(c.rgb) for c in clips.clips], contract, rng, batch, steps)]
     return loader(TowerSamples(clips, contract), plan, settings)
-
-
-def temporal_logits(model: TwoStreamNet, flow: torch.Tensor, task_flow: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Primary flow stacks (B, 2L, H, W) and the second dataset's (B2, 2L, H, W), through the
-    temporal tower in one pass -> primary logits (B, K) by head.temporal_fc and the second
-    dataset's (B2, K2) by multitask_temporal_fc."""
-    pooled = model.temporal(torch.cat([flow, task_flow])).mean(dim=(2, 3))  # (B + B2, C)
-    return model.head.temporal_fc(pooled[:len(flow)]), model.multitask_temporal_fc(pooled[len(flow):])
 
 
 def multitask_loss(loss_fn: nn.Module, spatial: torch.Tensor, temporal: torch.Tensor, labels: torch.Tensor,

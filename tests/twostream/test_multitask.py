@@ -16,9 +16,8 @@ from twostream.contract import ModelContract, TaskHead
 from twostream.data import Clip, ClipSet
 from twostream.errors import ContractMismatch
 from twostream.model import TwoStreamNet
-from twostream.multitask import (evaluate_task, multitask_loss, task_batch_size, task_contract, temporal_logits,
-                                 with_task)
-from twostream.training import Progress, TrainSettings, train_towers
+from twostream.multitask import evaluate_task, multitask_loss, task_batch_size, task_contract, with_task
+from twostream.training import Progress, TowerClassifiers, TrainSettings, train_towers
 
 TINY = ["--input-size", "32", "--stack-length", "2", "--segments", "2", "--stride", "2", "--batch", "4",
         "--samples-per-clip", "2", "--per-clip", "2", "--workers", "1", "--no-real", "--tower-epochs", "1",
@@ -54,8 +53,8 @@ def test_the_loss_is_each_classifiers_loss_on_its_own_samples_summed():
     # Through the model: the second classifier learns from the second batch only, the
     # primary's temporal classifier from the primary batch only.
     model = TwoStreamNet(with_task(CONTRACT, "hmdb51", ("x", "y")))
-    flow, task_flow = torch.rand(3, 4, 32, 32) * 255, torch.rand(2, 4, 32, 32) * 255
-    t_logits, task_logits = temporal_logits(model, flow, task_flow)
+    rgb, flow, task_flow = torch.rand(3, 3, 32, 32) * 255, torch.rand(3, 4, 32, 32) * 255, torch.rand(2, 4, 32, 32) * 255
+    _, t_logits, task_logits = TowerClassifiers(model)(rgb, flow, task_flow)
     assert t_logits.shape == (3, 3) and task_logits.shape == (2, 2)
     ce(task_logits, torch.tensor([0, 1])).backward()
     assert model.head.temporal_fc.weight.grad is None and model.multitask_temporal_fc.weight.grad.abs().sum() > 0
