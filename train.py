@@ -12,6 +12,7 @@
     python train.py fit --preset resnet101-twostream --out r101.pt --dataset ucf101 --root UCF-101 --split 1
     python train.py card --model models/demo.pt                  # writes models/demo.md
     python train.py tune-events --model models/my.pt             # event policy from validation streams
+    torchrun --nproc-per-node 4 train.py fit --out models/my.pt --device cuda  # 4 GPUs, data parallel
     python train.py import-resnet101 --spatial S.pth.tar --motion M.pth.tar --classes classInd.txt --out ucf101.pt
 
 Every run is seeded; a checkpoint is written atomically after each epoch, with the optimizer,
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
         return 130
+    if result is None:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     text = result.pop("table", None) if isinstance(result, dict) else None
     print(text if getattr(args, "table", False) and text else
           json.dumps(result["held_out"] if args.command == "fit" else result))

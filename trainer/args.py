@@ -56,8 +56,16 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     data_args(f, clips_per_class=150, seed=TrainSettings().seed)
     f.add_argument("--split", type=int, choices=(1, 2, 3), help="the official split to train on (default 1)")
     f.add_argument("--jpeg-flow-bound", type=float, default=20.0, help="px the flow JPEGs map to 0 and 255")
+    f.add_argument("--multitask-dataset", choices=DATASETS, help="multi-task training (Simonyan and Zisserman "
+                   "2014): a second dataset for the temporal tower, through its own classifier (twostream/multitask.py)")
+    f.add_argument("--multitask-root", type=Path, help="the second dataset as distributed (as --root)")
+    f.add_argument("--multitask-split", type=int, choices=(1, 2, 3), help="its split (default: --split)")
+    f.add_argument("--multitask-lists", type=Path, help="its split lists (as --lists)")
+    f.add_argument("--multitask-jpegs", type=Path, metavar="DIR", help="its pre-extracted frames and flow "
+                   "(as --jpegs; needed when --jpegs is given)")
     f.add_argument("--head-clips-per-class", type=int, default=100,
-                   help="generated clips per class for the fusion head, unseen by the towers")
+                   help="generated clips per class for the fusion head, unseen by the towers; with --dataset, "
+                        "the head's first N training videos per class (its features are held in memory)")
     f.add_argument("--val-clips-per-class", type=int, default=40)
     f.add_argument("--real", metavar="DIR", help="real footage nobody gestures in, added as no_gesture "
                    "(default: ../shared/data/videos/real when present); split by file (twostream/realdata.py)")
@@ -113,6 +121,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     e.add_argument("--table", action="store_true", help="print a Markdown table instead of JSON (video protocols)")
     e.add_argument("--record", action="store_true",
                    help="store this report in the model file as its held-out result (for the card)")
+    e.add_argument("--task", choices=DATASETS, help="a multi-task model's second dataset: the temporal top-1 "
+                   "through its classifier on that dataset's test list (with --dataset the same and --root)")
     pr = sub.add_parser("presets", help="the published systems' presets of fit --preset, and their accuracy")
     pr.set_defaults(run=list_presets)
     pr.add_argument("--json", dest="table", action="store_false", help="JSON instead of a Markdown table")

@@ -11,7 +11,8 @@ import torch
 
 from twostream.backdrops import BackdropPool
 from twostream.contract import ModelContract
-from twostream.data import NO_GESTURE, ClipPrep, generate_clips, load_folder, merge_clips, real_clips
+from twostream.model import TwoStreamNet
+from twostream.data import ClipSet, NO_GESTURE, ClipPrep, generate_clips, load_folder, merge_clips, real_clips
 from twostream.datasets import DatasetSource
 from twostream.devices import resolve_device
 from twostream.errors import ContractMismatch, DataError
@@ -38,11 +39,16 @@ def real_footage(args, contract: ModelContract):
     return split, videos
 
 
-def clips_for(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None):
+def clips_for(args, contract: ModelContract, split: str, seed: int, clips_per_class: int, real_videos=None,
+              cap_dataset: bool = False):
+    """The clips of one stage: generated (``clips_per_class``, ``seed``), a --data folder's part,
+    or an official split's train or test list (its first ``clips_per_class`` videos per class when
+    ``cap_dataset``), with real footage merged into generated training clips."""
     # Flow on the training device when the contract names torch flow, cached when asked.
     prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
     if args.source:  # an official split: its train list for both stages, its test list held out
-        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep, args.workers)
+        return args.source.clips(args.split, "train" if split == "train" else "test", contract, prep, args.workers,
+                                 per_class=clips_per_class if cap_dataset else None)
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
@@ -93,3 +99,24 @@ def machine(args) -> str:
     if args.device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(args.device)} (CUDA{', fp16 autocast' if args.amp else ''})"
     return f"{len(os.sched_getaffinity(0))} CPU cores"
+
+
+def check_feature_memory(model: TwoStreamNet, clips: ClipSet, device: str, budget: float | None = None) -> int:
+    """Bytes the head stage's cached tower features of ``clips`` take (both towers' maps of every
+    frame, float32, on the CPU); DataError past ``budget`` (default: half this machine's
+    memory), before the features of thousands of videos end in the OOM killer."""
+    height, width = model.contract.input_size
+    with torch.inference_mode():
+        was_training = model.training
+        model.eval()  # BatchNorm: a one-frame batch in training mode would change running stats
+        spatial = model.spatial(torch.zeros(1, 3, height, width, device=device)).shape[1:].numel()
+        temporal = model.temporal(torch.zeros(1, model.contract.flow_channels, height, width, device=device))
+        model.train(was_training)
+    frames = sum(len(clip.rgb) for clip in clips.clips)
+    needed = frames * (spatial + temporal.shape[1:].numel()) * 4
+    budget = budget or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
+    if needed > budget:
+        raise DataError(f"the fusion head caches both towers' features of its {len(clips)} clips ({frames} frames): "
+                        f"{needed / 2**30:.1f} GiB, over {budget / 2**30:.1f} GiB (half this machine's memory); "
+                        "train it on fewer with --head-clips-per-class N")
+    return needed

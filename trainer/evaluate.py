@@ -11,10 +11,13 @@ from twostream.flops import count_flops
 from twostream.protocols import evaluate_splits, protocol_named, splits_report, splits_table
 from twostream.training import evaluate
 from trainer.common import clips_for, dataset_source, resolve_training_device
+from trainer.multitask import evaluate_task_command
 
 def run_evaluate(args) -> dict:
     resolve_training_device(args)
     dataset_source(args)
+    if args.task and args.protocol != "windows":
+        raise DataError("--task scores the second classifier over windows; a video --protocol scores the primary")
     if args.source and args.protocol != "windows":  # one model per official split, a video protocol
         if args.record:
             raise DataError("--record stores the windows report of one model; a --protocol report is printed only")
@@ -31,6 +34,8 @@ def run_evaluate(args) -> dict:
     args.model, args.split = args.model[0], args.split[0] if args.split else 1
     checkpoint = read_checkpoint(args.model)
     model = build_model(checkpoint)
+    if args.task:  # a multi-task model's second classifier, on its own dataset (trainer/multitask.py)
+        return evaluate_task_command(args, checkpoint, model)
     torch.manual_seed(args.seed)
     clips = clips_for(args, model.contract, "val", args.seed, args.clips_per_class)
     report = evaluate(model.to(args.device), clips, per_clip=args.per_clip, device=args.device)

@@ -1,4 +1,5 @@
-"""train.py fit: both towers, then the fusion head, checkpointed after every epoch (twostream/training.py)."""
+"""train.py fit: both towers, then the fusion head, checkpointed after every epoch (twostream/training.py);
+under torchrun, one process of a data-parallel run (twostream/distributed.py)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,43 @@ from pathlib import Path
 
 import torch
 
+from cli import configure_logging
 from twostream import seeds
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
 from twostream.data import NO_GESTURE, folder_classes
+from twostream.distributed import World, process_group
 from twostream.errors import CheckpointError, DataError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
-from trainer.common import clips_for, dataset_source, machine, real_footage, resolve_training_device
+from trainer.common import check_feature_memory, clips_for, dataset_source, machine, real_footage, resolve_training_device
+from trainer.multitask import check_task, multitask_source, task_model_contract, task_recipe, task_train_clips
 
 logger = logging.getLogger("train")
 
 
-def fit(args) -> dict:
+def fit(args) -> dict | None:
+    """Train, evaluate on held-out clips, write ``args.out``; the metrics it stores. Under torchrun
+    every rank trains its share of each global batch and rank 0 alone logs, writes checkpoints
+    and evaluates: the other ranks return None once the last stage is trained."""
     resolve_training_device(args)
+    world = World.from_env()
+    world.check_batch(args.batch)
+    args.device = world.device(args.device)
+    if not world.main:  # one log, from rank 0; the others' warnings and errors say whose they are
+        configure_logging(logging.WARNING, prefix=f"[rank {world.rank}] ")
+    with process_group(world, args.device):
+        return _fit(args, world)
+
+
+def _fit(args, world: World) -> dict | None:
     dataset_source(args)
     args.split = args.split or 1
     if args.train_strides[0] > args.train_strides[1]:
         raise DataError(f"--train-strides {args.train_strides[0]} {args.train_strides[1]}: LO is above HI")
+    multitask_source(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     if args.resume:
@@ -38,11 +56,13 @@ def fit(args) -> dict:
         except CheckpointError as exc:
             raise CheckpointError(f"{args.resume}: {exc}") from exc
         model = build_model(checkpoint).train()
+        check_task(args, model.contract, resuming=True)
         history = list(checkpoint.metrics.get("history", []))
         logger.info(f"resuming {args.resume} at stage {state.stage}, epoch {state.epoch}")
     elif args.init:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
+        check_task(args, model.contract, resuming=False)
         state = Progress()
         history = []
         logger.info(f"fine-tuning from {args.init}")
@@ -59,6 +79,7 @@ def fit(args) -> dict:
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
             train_fps=args.fps, flow_bound=args.jpeg_flow_bound if args.jpegs else 20.0,
             flow_source=FlowSource("tvl1", args.jpeg_flow_bound) if args.jpegs else None)
+        contract = task_model_contract(args, contract)  # + the second dataset's classifier, multi-task
         model = TwoStreamNet(contract, pretrained=args.pretrained)
         state = Progress()
         history = []
@@ -67,16 +88,21 @@ def fit(args) -> dict:
     settings = TrainSettings(tower_epochs=args.tower_epochs, head_epochs=args.head_epochs,
                              tower_batch=args.batch, head_batch=args.batch, lr=args.lr,
                              samples_per_clip=args.samples_per_clip, seed=args.seed,
-                             device=args.device, amp=args.amp, loader_workers=args.loader_workers,
+                             device=args.device, amp=args.amp, loader_workers=args.loader_workers, world=world,
                              strides=tuple(args.train_strides), spatial_segments=args.spatial_segments)
     logger.info(f"training on {args.device}" + (" with fp16 autocast" if args.amp else "")
-                + f", {args.loader_workers} loader workers")
+                + f", {args.loader_workers} loader workers"
+                + (f", {world.size} processes (global batch {args.batch})" if world.distributed else ""))
     data = args.source.describe(args.split, "train") if args.source else args.data or (
         f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
         f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
     if args.preset:
         recipe["preset"] = args.preset
+    if args.resume and "multitask" in checkpoint.metrics.get("recipe", {}):  # the towers stage wrote it
+        recipe["multitask"] = checkpoint.metrics["recipe"]["multitask"]
+    if world.distributed:  # the command ran in each of them, each on its share of every --batch
+        recipe["processes"] = world.size
     real_split, real_videos = real_footage(args, contract)
     if real_split is None:
         logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
@@ -96,14 +122,20 @@ def fit(args) -> dict:
         history.append({"stage": progress.stage, "epoch": progress.epoch, **figures})
         if progress.epoch >= stage_epochs:
             progress = progress.next_stage()
-        save_checkpoint(out, model, metrics={"history": history, "recipe": recipe},
-                        train_state=progress.to_train_state())
+        if world.main:  # every rank holds the same weights and state; the others wait for the file
+            save_checkpoint(out, model, metrics={"history": history, "recipe": recipe},
+                            train_state=progress.to_train_state())
+        world.barrier()
 
     started = time.monotonic()
     if state.stage == "towers":
         train = clips_for(args, contract, "train", args.seed, args.clips_per_class, real_videos)
-        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f))
-        del train
+        task = task_train_clips(args, contract) if args.task_source else None
+        if task is not None:
+            recipe["multitask"] = task_recipe(args, len(train), len(task))
+        train_towers(model, train, settings, state, lambda p, f: checkpoint_after(p, settings.tower_epochs, f),
+                     task=task)
+        del train, task
         state = Progress("head")  # the generator runs on as it is; the checkpoint keeps its state
     if state.stage == "head":
         for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
@@ -112,12 +144,19 @@ def fit(args) -> dict:
         # training clips the spatial tower recognises the memorised scenes, the head learns
         # to trust that, and on new scenes fused fell below the temporal tower alone.
         # A --data folder has no clips to spare, so its train split serves both stages.
-        head_clips = clips_for(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
-                            real_videos)
-        feats = clip_features(model, head_clips, desc="cache tower features", device=args.device, amp=args.amp)
-        del head_clips
+        # An official split's head trains on the first --head-clips-per-class videos of each class
+        # of the same train list. Plain late fusion learns nothing on windows: no features.
+        feats = []
+        if contract.fusion != "late":
+            head_clips = clips_for(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
+                                   real_videos, cap_dataset=True)
+            check_feature_memory(model, head_clips, args.device)
+            feats = clip_features(model, head_clips, desc="cache tower features", device=args.device, amp=args.amp)
+            del head_clips
         train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
         del feats
+    if not world.main:
+        return None
     model.eval()
     held_out_seed = args.seed + seeds.HELD_OUT_OFFSET
     held_out = clips_for(args, contract, "val", held_out_seed, args.val_clips_per_class)
@@ -127,6 +166,6 @@ def fit(args) -> dict:
         args.data and f"{args.data} (every {round(1 / args.val_fraction)}th clip)" or \
         f"generated: {args.val_clips_per_class} clips/class, seed {held_out_seed}"
     metrics = {"held_out": report, "flops": count_flops(model), "history": history, "recipe": recipe,
-               "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": machine(args)}
+               "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": machine(args) + (f", x {world.size} processes" if world.distributed else "")}
     save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
     return metrics

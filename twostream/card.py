@@ -114,6 +114,9 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         "",
         f"- data: {recipe.get('data', 'not recorded')}",
         *_real_lines(recipe.get("real")),
+        *([f"- multi-task: the temporal tower also learnt {recipe['multitask'].get('data')} through its own "
+           f"classifier `multitask_temporal_fc` ({len(c.multitask.classes) if c.multitask else '?'} classes); "
+           f"{recipe['multitask'].get('batch')}"] if "multitask" in recipe else []),
         f"- command: `{recipe.get('command', 'not recorded')}`",
         # Files from before the device was recorded were all trained on the 2-core machines.
         f"- training time: {m.get('train_minutes', '?')} min on {m.get('trained_on', '2 CPU cores')}",

@@ -109,6 +109,34 @@ class FlowSource:
 
 
 @dataclass(frozen=True)
+class TaskHead:
+    """A second dataset the temporal tower was also trained on (Simonyan and Zisserman 2014,
+    multi-task learning): its name ("hmdb51") and classes, in label order. The model then holds
+    one more per-frame classifier on the temporal tower's pooled features,
+    ``multitask_temporal_fc`` (K2 x C), scored only by ``train.py evaluate --task`` (twostream/multitask.py)."""
+
+    dataset: str
+    classes: tuple[str, ...]
+
+    def problems(self) -> list[str]:
+        found = []
+        if not isinstance(self.dataset, str) or not self.dataset:
+            found.append(f"multitask dataset must be a name, got {self.dataset!r}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            found.append(f"multitask classes must be >= 2 distinct names, got {list(self.classes)[:5]}")
+        return found
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TaskHead":
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), (list, tuple)):
+            raise ContractMismatch(f"multitask must be a mapping with a list of classes, got {data!r:.80}")
+        try:
+            return cls(**{**data, "classes": tuple(data["classes"])})
+        except TypeError as exc:
+            raise ContractMismatch(f"multitask is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """Everything needed to feed a model exactly what it was trained on.
 
@@ -154,6 +182,10 @@ class ModelContract:
     # classes. Not compared: it only reads the head's output, so a model and an engine built
     # from it before `train.py tune-events` still agree (nothing to rebuild for a threshold).
     events: EventPolicy | None = field(default=None, compare=False, hash=False)
+    # The second dataset of a multi-task model (TaskHead), None otherwise (and in older files).
+    # Not compared: it adds a classifier off the run-time graph; the input and outputs are the
+    # primary dataset's either way, so engines and the live runtime are the same.
+    multitask: TaskHead | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -204,6 +236,9 @@ class ModelContract:
                 if self.flow_source.bound != self.flow_bound:
                     problems.append(f"training flow was clipped at +-{self.flow_source.bound} px, but flow_bound "
                                     f"is {self.flow_bound}")
+        if self.multitask is not None:
+            problems += self.multitask.problems() if isinstance(self.multitask, TaskHead) else \
+                [f"multitask must be TaskHead, got {type(self.multitask).__name__}"]
         if not isinstance(self.events, EventPolicy):
             problems.append(f"events must be an EventPolicy, got {type(self.events).__name__}")
         elif self.events.background is not None and self.events.background not in self.classes:
@@ -247,6 +282,8 @@ class ModelContract:
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = list(value)
+        if self.multitask is not None:
+            out["multitask"] = {"dataset": self.multitask.dataset, "classes": list(self.multitask.classes)}
         return out
 
     def to_json(self) -> str:
@@ -269,6 +306,8 @@ class ModelContract:
             kwargs["tvl1"] = TVL1Params.from_dict(data["tvl1"])
         if data.get("flow_source") is not None:  # absent in files older than flow sources: None
             kwargs["flow_source"] = FlowSource.from_dict(data["flow_source"])
+        if data.get("multitask") is not None:  # absent in files older than multi-task training: None
+            kwargs["multitask"] = TaskHead.from_dict(data["multitask"])
         try:
             return cls(**kwargs)
         except TypeError as exc:

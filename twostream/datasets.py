@@ -20,6 +20,7 @@ Every problem with the lists is one SplitError line naming the file and the line
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from twostream.clipstore import ClipStore, check_disk, jpeg_origin, stored_clips, video_origin
 from twostream.contract import FlowSource, ModelContract
 from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, clips_in_workers, read_files
 from twostream.errors import DataError, SplitError
@@ -269,8 +271,37 @@ def check_memory(samples: list[Sample], contract: ModelContract, layout: JpegLay
     if needed > budget:
         raise DataError(f"{len(samples)} videos would hold {needed / 2**30:.1f} GiB of frames and flow at "
                         f"{height}x{width}, over {budget / 2**30:.1f} GiB (half this machine's memory): "
-                        "limit them with --videos-per-class N or a smaller --input-size")
+                        "limit them with --videos-per-class N or a smaller --input-size, or keep them on "
+                        "disk, memory-mapped, with --flow-cache DIR")
     return needed
+
+
+def _read_samples(samples: list[Sample], layout: JpegLayout | None, contract: ModelContract, prep: ClipPrep,
+                  workers: int, desc: str) -> list[Clip]:
+    """The samples' clips in memory: read from their JPEGs, or decoded and preprocessed."""
+    if layout is not None:
+        return clips_in_workers(_read_jpeg_one, [(layout, s.video, contract, s.label) for s in samples], prep,
+                                workers, desc)
+    return read_files([(s.path, s.label) for s in samples], prep, workers, desc)
+
+
+def _stored_samples(samples: list[Sample], layout: JpegLayout | None, contract: ModelContract, prep: ClipPrep,
+                    workers: int, desc: str) -> list[Clip]:
+    """The samples' clips memory-mapped from the clip store under the flow cache (made there
+    first when missing): a split larger than memory (twostream/clipstore.py)."""
+    store = ClipStore(Path(prep.cache.root) / "videos")
+    fields = f"{contract.input_size} {contract.flow_source} {contract.flow_compensation} {contract.flow_bound}"
+    keys = [store.key(jpeg_origin(layout.rgb_dir(s.video), layout.flow_dirs(s.video), fields) if layout
+                      else video_origin(s.path), prep.spec) for s in samples]
+    new = [s for s, key in zip(samples, keys) if not store.has(key)]
+    check_disk(store, sum(_frame_count(s, layout) for s in new), contract.input_size)
+    direct = dataclasses.replace(prep, cache=None)  # the store holds them: no second copy in the flow cache
+
+    def read(indices: list[int]) -> list[Clip]:
+        return _read_samples([samples[i] for i in indices], layout, contract, direct, workers,
+                             f"{desc}: {len(indices)} to the clip store")
+
+    return stored_clips(store, keys, [s.label for s in samples], contract.input_size, read, chunk=max(16, 8 * workers))
 
 
 def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep: ClipPrep,
@@ -278,7 +309,8 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
     """One part ("train" or "test") of a split as Clips, in ``workers`` processes: decoded from
     the video files and preprocessed as ``prep`` says, or (``jpegs``) read from the
     pre-extracted JPEG layout there. ``per_class``: only the first N videos of each class (a
-    quick run; None: all). Refused up front when they would not fit in memory (check_memory)."""
+    quick run; None: all). Refused up front when they would not fit in memory (check_memory),
+    unless ``prep`` has a cache: then they are kept there and memory-mapped (clipstore)."""
     if tuple(contract.classes) != split.classes:
         raise DataError(f"{split.dataset} split {split.split} has {len(split.classes)} classes "
                         f"{list(split.classes[:3])}... but the model has {list(contract.classes[:3])}...")
@@ -293,13 +325,12 @@ def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep:
             taken[sample.label] += 1
     span = WindowPlan.of(contract).span
     layout = JpegLayout(Path(jpegs)) if jpegs is not None else None
-    check_memory(samples, contract, layout)
     desc = f"{split.dataset} split {split.split} {part}"
-    if layout is not None:
-        clips = clips_in_workers(_read_jpeg_one, [(layout, s.video, contract, s.label) for s in samples], prep,
-                                 workers, desc)
+    if prep.cache is None:
+        check_memory(samples, contract, layout)
+        clips = _read_samples(samples, layout, contract, prep, workers, desc)
     else:
-        clips = read_files([(s.path, s.label) for s in samples], prep, workers, desc)
+        clips = _stored_samples(samples, layout, contract, prep, workers, desc)
     for sample, clip in zip(samples, clips):
         if len(clip.rgb) < span:
             raise DataError(f"{sample.video} has {len(clip.rgb)} frames, fewer than one window ({span})")
@@ -329,10 +360,13 @@ class DatasetSource:
     def split(self, number: int) -> DatasetSplit:
         return read_split(self.dataset, Path(self.root), number, self.lists, videos=self.jpegs is None)
 
-    def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep, workers: int = 2) -> ClipSet:
+    def clips(self, number: int, part: str, contract: ModelContract, prep: ClipPrep, workers: int = 2,
+              per_class: int | None = None) -> ClipSet:
         """Part ``part`` ("train" or "test") of split ``number``, preprocessed for ``contract``
-        (video files decoded in ``workers`` processes)."""
-        return dataset_clips(self.split(number), part, contract, prep, self.jpegs, self.per_class, workers)
+        (video files decoded in ``workers`` processes); ``per_class`` caps each class further."""
+        caps = [n for n in (self.per_class, per_class) if n is not None]
+        return dataset_clips(self.split(number), part, contract, prep, self.jpegs, min(caps) if caps else None,
+                             workers)
 
     def describe(self, number: int, part: str) -> str:
         """Where a part came from, for the model card and reports."""

@@ -43,3 +43,8 @@ class DataError(RecognizerError, ValueError):
 class SplitError(DataError):
     """A dataset's split or class list (UCF101's classInd.txt and train/test lists, HMDB51's
     <class>_test_splitN.txt) that is missing, malformed or names videos that are not there."""
+
+
+class DistributedError(RecognizerError, RuntimeError):
+    """A torchrun launch this run cannot train under: malformed RANK/WORLD_SIZE/LOCAL_RANK, a
+    world size that does not divide the batch, fewer GPUs than local ranks."""

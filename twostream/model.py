@@ -201,6 +201,10 @@ class TwoStreamNet(nn.Module):
                                temporal_channels=t_channels)
         self.feature_channels = channels
         self.temporal_feature_channels = t_channels
+        # Multi-task training (contract.multitask, twostream/multitask.py): the temporal tower's
+        # per-frame classifier for a second dataset, (C' -> K2) like head.temporal_fc. Never in
+        # forward: engines and the live runtime score the primary dataset only.
+        self.multitask_temporal_fc = nn.Linear(t_channels, len(contract.multitask.classes)) if contract.multitask else None
 
     def spatial(self, rgb: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB 0..255 -> (N, C, h, w)."""

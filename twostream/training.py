@@ -13,6 +13,9 @@ assembled on the host by a DataLoader (twostream.batches, worker processes when
 ``loader_workers`` > 0) and copied over; with ``amp`` (CUDA only) the forward passes run under
 fp16 autocast and a GradScaler scales the loss. Whatever the device, what a Progress or a
 checkpoint holds is on the CPU, so a run trained on CUDA resumes or loads on a CPU machine.
+
+Under torchrun (``TrainSettings.world``) both stages run data-parallel: each process steps on its
+slice of every global batch through DistributedDataParallel (twostream.distributed).
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from twostream.batches import (ClipFeatures, HeadSamples, LoaderSettings, TowerS
                                head_plan, loader, to_device, tower_plan, tower_tensors)
 from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
+from twostream.distributed import World, parallel, sync_batchnorm
 from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
+from twostream.multitask import multitask_loss, task_batch_size, task_batches
 from twostream.preprocess import tower_inputs
 from twostream.svmfusion import fit_head_svm
 
@@ -65,6 +70,7 @@ class TrainSettings:
     # the clip, the spatial tower's logits averaged over them before the loss (the ResNet-101
     # reference's 3). 1: one frame, drawn exactly as before.
     spatial_segments: int = 1
+    world: World = World()  # torchrun's processes (twostream.distributed); one: a plain run
 
     @property
     def loading(self) -> LoaderSettings:
@@ -221,14 +227,53 @@ def _show(bar, step: int, steps: int, **figures: Callable[[], float]) -> None:
         bar.set_postfix({k: f"{f():.3f}" for k, f in figures.items()})
 
 
+class TowerClassifiers(nn.Module):
+    """Stage "towers" as one module, the unit DistributedDataParallel wraps: rgb (B, 3, H, W)
+    (or (B, K, 3, H, W) with spatial segments, the K frames' logits averaged) and flow stacks
+    (B, 2L, H, W) -> spatial and temporal logits (B, K), each tower through its per-frame
+    classifier on globally pooled features. With a multi-task model, a second
+    dataset's flow stacks (B2, 2L, H, W) go through the temporal tower in the same pass (its
+    BatchNorm sees both datasets) and come out as (B2, K2) logits of multitask_temporal_fc;
+    None otherwise. It holds the model's own parts (no copy) and none of the fusion head's
+    layers, which get no gradient in this stage."""
+
+    def __init__(self, model: TwoStreamNet):
+        super().__init__()
+        self.spatial_tower, self.temporal_tower = model.spatial_tower, model.temporal_tower
+        self.spatial_fc, self.temporal_fc = model.head.spatial_fc, model.head.temporal_fc
+        self.task_fc = model.multitask_temporal_fc
+
+    def forward(self, rgb: torch.Tensor, flow: torch.Tensor, task_flow: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        # (B, K, 3, H, W) with spatial segments: the K frames' logits averaged (TSN consensus).
+        spatial = self.spatial_fc(self.spatial_tower(rgb.flatten(0, rgb.dim() - 4)).mean(dim=(2, 3)))
+        spatial = spatial.view(len(flow), -1, spatial.shape[-1]).mean(dim=1)
+        if task_flow is None:
+            return spatial, self.temporal_fc(self.temporal_tower(flow).mean(dim=(2, 3))), None
+        pooled = self.temporal_tower(torch.cat([flow, task_flow])).mean(dim=(2, 3))  # (B + B2, C)
+        return spatial, self.temporal_fc(pooled[:len(flow)]), self.task_fc(pooled[len(flow):])
+
+
 def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, start: Progress,
-                 on_epoch: Callable[[Progress, dict], None]) -> None:
+                 on_epoch: Callable[[Progress, dict], None], task: ClipSet | None = None) -> None:
     """Both towers, per frame, through their own classifiers (head.spatial_fc / temporal_fc),
     from ``start`` (Progress() for a fresh run); ``on_epoch(progress, figures)`` after each epoch.
-    ``model`` is already on ``settings.device``."""
-    contract, device = model.contract, settings.device
+    ``model`` is already on ``settings.device``. ``task``: a second dataset's training clips
+    (labels in contract.multitask's classes) for multi-task training of the temporal tower
+    through model.multitask_temporal_fc (twostream/multitask.py); None: the primary alone.
+    Under torchrun each rank steps on its shard of every global batch (the second dataset's
+    too), BatchNorm on the global batch's statistics (twostream.distributed)."""
+    contract, device, world = model.contract, settings.device, settings.world
+    if world.distributed:
+        sync_batchnorm(model)
+    net = parallel(TowerClassifiers(model), world, device)
     params = (list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters())
               + list(model.head.spatial_fc.parameters()) + list(model.head.temporal_fc.parameters()))
+    if task is not None:
+        params += list(model.multitask_temporal_fc.parameters())
+        # Under torchrun a whole share of it per rank, as --batch is (check_batch)
+        task_size = world.size * max(1, round(task_batch_size(len(clips), len(task), settings.tower_batch)
+                                              / world.size))
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
@@ -238,8 +283,13 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     samples, lengths = TowerSamples(clips, contract), [len(c.rgb) for c in clips.clips]
     for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
-        plan = tower_plan(lengths, contract, rng, settings.tower_batch, steps, settings.spatial_segments)
+        plan = [world.shard(rows) for rows in tower_plan(lengths, contract, rng, settings.tower_batch, steps,
+                                                          settings.spatial_segments)]
         batches = loader(samples, plan, settings.loading)
+        if task is not None:
+            task_iter = iter(task_batches(task, contract, settings.seed, epoch, task_size, steps, settings.loading,
+                                          world))
+            task_hits, task_seen = torch.zeros((), dtype=torch.int64, device=device), 0
         model.train()
         bar = tqdm(batches, total=steps, desc=f"towers epoch {epoch + 1}/{settings.tower_epochs}", unit="step",
                    disable=None)
@@ -249,19 +299,27 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
             rgb, flow, labels = tower_tensors(batch, device)
             # fp32 on the CPU on purpose: bf16 autocast measured 10x slower for these small convs here.
             with _autocast(settings):
-                # (B, K, 3, H, W) with spatial segments: the K frames' logits averaged (TSN consensus).
-                s_logits = model.head.spatial_fc(model.spatial(rgb.flatten(0, rgb.dim() - 4)).mean(dim=(2, 3)))
-                s_logits = s_logits.view(len(labels), -1, s_logits.shape[-1]).mean(dim=1)
-                t_logits = model.head.temporal_fc(model.temporal(flow).mean(dim=(2, 3)))
-                loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+                if task is None:
+                    s_logits, t_logits, _ = net(rgb, flow)
+                    loss = loss_fn(s_logits, labels) + loss_fn(t_logits, labels)
+                else:  # multi-task: + the second dataset's classifier's loss on its own batch
+                    _, task_flow, task_labels = tower_tensors(next(task_iter), device)
+                    s_logits, t_logits, task_logits = net(rgb, flow, task_flow)
+                    loss = multitask_loss(loss_fn, s_logits, t_logits, labels, task_logits, task_labels)
             _step(loss, opt, sched, scaler)
+            if task is not None:
+                task_hits += (task_logits.argmax(1) == task_labels).sum()
+                task_seen += len(task_labels)
             correct += torch.stack([(s_logits.argmax(1) == labels).sum(), (t_logits.argmax(1) == labels).sum()])
             seen += len(labels)
             _show(bar, step, steps, loss=loss.item, spatial=lambda: correct[0].item() / seen,
                   temporal=lambda: correct[1].item() / seen)
-        spatial_hits, temporal_hits = correct.tolist()
-        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device),
-                 {"spatial_train_acc": spatial_hits / seen, "temporal_train_acc": temporal_hits / seen})
+        spatial_hits, temporal_hits, seen = world.total([*correct.tolist(), seen], device)
+        figures = {"spatial_train_acc": spatial_hits / seen, "temporal_train_acc": temporal_hits / seen}
+        if task is not None:
+            task_hits, task_seen = world.total([task_hits.item(), task_seen], device)
+            figures["task_temporal_train_acc"] = task_hits / task_seen
+        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device), figures)
 
 
 @torch.inference_mode()
@@ -272,22 +330,26 @@ def clip_features(model: TwoStreamNet, clips: ClipSet, batch: int = 128, desc: s
     back float32 on the CPU: the head's loader workers read them there, and the GPU's memory
     stays for the towers."""
     model.eval()
+    return [features_of(model, clip, batch, device, amp) for clip in tqdm(clips.clips, desc=desc, unit="clip",
+                                                                          disable=None)]
+
+
+@torch.inference_mode()
+def features_of(model: TwoStreamNet, clip, batch: int = 128, device: str = "cpu", amp: bool = False) -> ClipFeatures:
+    """One clip's tower features, as clip_features computes them (``model`` in eval mode):
+    spatial and temporal (F, C, h, w) float32 on the CPU, zero for the first L frames (no
+    full flow stack)."""
     length = model.contract.stack_length
-    autocast = _autocast(TrainSettings(device=device, amp=amp))
-    out = []
-    for clip in tqdm(clips.clips, desc=desc, unit="clip", disable=None):
-        rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)),
-                                                               length))
-        with autocast:
-            spatial_valid = torch.cat([model.spatial(rgb[i:i + batch].to(device))
-                                       for i in range(0, len(rgb), batch)]).float().cpu()
-            temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
-                                        for i in range(0, len(flow), batch)]).float().cpu()
-        spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
-        temporal = torch.zeros((len(clip.rgb), *temporal_valid.shape[1:]))  # its own shape: own backbone
-        spatial[length:], temporal[length:] = spatial_valid, temporal_valid
-        out.append(ClipFeatures(spatial, temporal, clip.label))
-    return out
+    rgb, flow = (torch.from_numpy(a) for a in tower_inputs(clip.rgb, clip.flow, range(length, len(clip.rgb)), length))
+    with _autocast(TrainSettings(device=device, amp=amp)):
+        spatial_valid = torch.cat([model.spatial(rgb[i:i + batch].to(device))
+                                   for i in range(0, len(rgb), batch)]).float().cpu()
+        temporal_valid = torch.cat([model.temporal(flow[i:i + batch].to(device))
+                                    for i in range(0, len(flow), batch)]).float().cpu()
+    spatial = torch.zeros((len(clip.rgb), *spatial_valid.shape[1:]))
+    temporal = torch.zeros((len(clip.rgb), *temporal_valid.shape[1:]))
+    spatial[length:], temporal[length:] = spatial_valid, temporal_valid
+    return ClipFeatures(spatial, temporal, clip.label)
 
 
 def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start: Progress,
@@ -298,8 +360,10 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     contract, device = model.contract, settings.device
     head = model.head
     params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
+    world = settings.world
     if not params:  # late fusion: the per-frame classifiers are the whole head (and late-svm's SVM on them)
-        figures = fit_head_svm(model, feats, seed=settings.seed) if head.fusion == "late-svm" else {}
+        # Under torchrun rank 0 alone fits the SVM: it alone evaluates and writes the model file.
+        figures = fit_head_svm(model, feats, seed=settings.seed) if head.fusion == "late-svm" and world.main else {}
         on_epoch(Progress("head", settings.head_epochs), figures)
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -308,10 +372,16 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     scaler = _scaler(settings)
     _continue(start, opt, sched, scaler, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    # Not trained here (not in the optimizer); DistributedDataParallel needs every parameter
+    # that asks for a gradient to get one.
+    for p in list(head.spatial_fc.parameters()) + list(head.temporal_fc.parameters()):
+        p.requires_grad_(False)
+    net = parallel(head, world, device)
     samples, lengths = HeadSamples(feats, contract), [len(f.spatial) for f in feats]
     for epoch in range(start.epoch, settings.head_epochs):
         rng = np.random.default_rng([settings.seed, 2, epoch])
-        plan = head_plan(lengths, contract, rng, settings.head_batch, steps, settings.strides)
+        plan = [world.shard(rows) for rows in head_plan(lengths, contract, rng, settings.head_batch, steps,
+                                                         settings.strides)]
         batches = loader(samples, plan, settings.loading)
         head.train()
         bar = tqdm(batches, total=steps, desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
@@ -321,13 +391,14 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
         for step, batch in enumerate(bar):
             spatial, temporal, labels = to_device(batch, device)
             with _autocast(settings):
-                logits = head(spatial, temporal)
+                logits = net(spatial, temporal)
                 loss = loss_fn(logits, labels)
             _step(loss, opt, sched, scaler)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
             _show(bar, step, steps, loss=loss.item, acc=lambda: correct.item() / seen)
-        on_epoch(_after_epoch("head", epoch + 1, opt, sched, scaler, device), {"head_train_acc": correct.item() / seen})
+        hits, seen = world.total([correct.item(), seen], device)
+        on_epoch(_after_epoch("head", epoch + 1, opt, sched, scaler, device), {"head_train_acc": hits / seen})
 
 
 @torch.inference_mode()
@@ -336,15 +407,20 @@ def evaluate(model: TwoStreamNet, clips: ClipSet, per_clip: int = 3, device: str
     the run-time stride, on ``device`` (where ``model`` is), in fp32. Rows of the confusion
     matrix are true classes, columns predictions."""
     contract = model.contract
-    feats = clip_features(model, clips, desc="evaluate", device=device)
+    model.eval()
     pairs = eval_windows(clips, contract, per_clip)
     k = contract.num_classes
     confusion = np.zeros((k, k), dtype=int)
     hits = {"spatial": 0, "temporal": 0, "fused": 0}
-    for ci, end in pairs:
-        s, t = gather_window(feats[ci], end, contract, contract.stride)
+    # One clip's features at a time (pairs come clip by clip): a test list of thousands of
+    # videos never holds more than one video's features.
+    feats, feats_of = None, -1
+    for ci, end in tqdm(pairs, desc="evaluate", unit="window", disable=None):
+        if ci != feats_of:
+            feats, feats_of = features_of(model, clips.clips[ci], device=device), ci
+        s, t = gather_window(feats, end, contract, contract.stride)
         s, t = s[None].to(device), t[None].to(device)
-        label = feats[ci].label
+        label = feats.label
         s_logits, t_logits = model.head.tower_logits(s, t)
         fused = model.head(s, t)
         hits["spatial"] += int(s_logits.argmax(1).item() == label)

@@ -100,7 +100,6 @@ EXPECTED = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [p.name for p in PRESETS])
 def test_each_preset_trains_a_step_and_evaluates_with_its_protocol(name, ucf101, tmp_path, capsys):
     out = tmp_path / f"{name}.pt"
