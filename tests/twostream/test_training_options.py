@@ -90,3 +90,19 @@ def test_pretrained_weights_in_the_cache_load_with_cross_modality_init(tmp_path,
     torch.save({"fc.weight": torch.zeros(1)}, imagenet_weights_file("resnet18"))  # another file under its name
     with pytest.raises(CheckpointError, match="is not resnet18's torchvision weights"):
         build_backbone("resnet18", 3, pretrained=True)
+
+
+def test_spatial_segments_average_the_frames_logits_before_the_loss():
+    from twostream.model import TwoStreamNet
+    from twostream.training import TowerClassifiers
+
+    torch.manual_seed(0)
+    model = TwoStreamNet(dataclasses.replace(CONTRACT, input_size=(32, 32))).eval()
+    net = TowerClassifiers(model)
+    rgb, flow = torch.rand(2, 3, 3, 32, 32) * 255, torch.rand(2, 4, 32, 32) * 255
+    with torch.no_grad():
+        spatial, temporal, _ = net(rgb, flow)
+        frames = [net(rgb[:, k], flow)[0] for k in range(3)]  # one frame each: as before
+    torch.testing.assert_close(spatial, torch.stack(frames).mean(0))
+    torch.testing.assert_close(temporal, net(rgb[:, 0], flow)[1])
+    assert spatial.shape == (2, 2)
