@@ -3,8 +3,8 @@ frames: the runtime's flow and tower stages, the naive baseline, calibration, pa
 training (tower batches and cached features) and evaluation all go through twostream.preprocess.
 
 The reference is twostream.preprocess itself over the whole clip: rgb (F, 3, H, W), flow
-(F, C, H, W) (C = 2, or 4 bidirectional), and each frame's tower inputs (tower_inputs). Each consumer is run with a backend
-or model that records what it is given instead of computing.
+(F, C, H, W) (C = 2, or 4 bidirectional), and each frame's tower inputs (tower_inputs). Each
+consumer is run with a backend or model that records what it is given instead of computing.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 the runtime's flow stage runs, so training sees exactly what inference sees.
 
 A clip is stored once at model resolution, rgb (F, 3, H, W) and quantised flow (F, C, H, W)
-uint8 (C = 2, or 4 for bidirectional stacks: twostream.preprocess.field_channels); a window is a gather of T sampled frames and their L-deep flow stacks
-(twostream.preprocess.WindowPlan, tower_inputs).
+uint8 (C = 2, or 4 for bidirectional stacks: twostream.preprocess.field_channels); a window is
+a gather of T sampled frames and their L-deep flow stacks (twostream.preprocess.WindowPlan,
+tower_inputs).
 
 Real footage (twostream.realdata) adds ``no_gesture`` clips augmented from files nobody
 gestures in (``real_clips``) and real moving backgrounds behind generated gestures

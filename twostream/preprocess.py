@@ -278,9 +278,10 @@ class WindowPlan:
     Positions are frame numbers from the start of a clip or stream (``seq`` at run time). A
     window ending at frame e samples T frames at stride tau, oldest first,
         e - (T-1)*tau, ..., e - tau, e
-    and sampled frame s reads the rgb of s and the fields s-L+1 .. s (field i = flow(i-1 -> i)),
-    so it needs frames s-L .. s. Field 0 is not real motion, hence the first complete window
-    ends at e = (T-1)*tau + L. A stream scores every ``hop``-th window from there.
+    and sampled frame s reads the rgb of s and the fields s-L+1 .. s (field i = flow(i-1 -> i);
+    bidirectional: the older half flow(i -> i-1), of the same pairs), so it needs frames s-L .. s.
+    Field 0 is not real motion, hence the first complete window ends at e = (T-1)*tau + L. A
+    stream scores every ``hop``-th window from there.
     """
 
     segments: int  # T

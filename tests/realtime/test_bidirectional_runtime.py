@@ -90,7 +90,7 @@ def test_a_flow_spec_of_the_other_direction_is_refused(frames, make_perturbed_mo
 
 
 def test_a_fitted_bidirectional_model_runs_live(tmp_path, frames):
-    """train.py fit --flow-direction bidirectional (tiny, 1 epoch each), then app.py on a clip."""
+    """train.py fit --flow-direction bidirectional (tiny, 1 epoch each), its card, then app.py on a clip."""
     model = tmp_path / "bidir.pt"
     argv = ["fit", "--out", str(model), "--flow-direction", "bidirectional", "--flow-compensation", "mean",
             "--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
@@ -100,6 +100,8 @@ def test_a_fitted_bidirectional_model_runs_live(tmp_path, frames):
     assert train.main(argv) == 0
     contract = read_checkpoint(model).contract
     assert (contract.flow_direction, contract.flow_compensation) == ("bidirectional", "mean")
+    assert train.main(["card", "--model", str(model)]) == 0
+    assert "pairs 1..L/2 flow(frame i -> frame i-1)" in model.with_suffix(".md").read_text()
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, frames.shape[2:0:-1])
     for bgr in frames:
