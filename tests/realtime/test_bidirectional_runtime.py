@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+import build_engine
 import train
+from engines.enginedir import read_engine
 from engines.torch_backend import TorchBackend
 from realtime.channel import Channel
 from realtime.deviceflow import DeviceFlowStage, own_fields
@@ -90,7 +92,8 @@ def test_a_flow_spec_of_the_other_direction_is_refused(frames, make_perturbed_mo
 
 
 def test_a_fitted_bidirectional_model_runs_live(tmp_path, frames):
-    """train.py fit --flow-direction bidirectional (tiny, 1 epoch each), its card, then app.py on a clip."""
+    """train.py fit --flow-direction bidirectional (tiny, 1 epoch each), its card, an ONNX Runtime
+engine built from it (parity on bidirectional windows), then app.py on a clip with each."""
     model = tmp_path / "bidir.pt"
     argv = ["fit", "--out", str(model), "--flow-direction", "bidirectional", "--flow-compensation", "mean",
             "--input-size", "48", "--stack-length", "2", "--segments", "2", "--stride", "2", "--frames", "12",
@@ -107,8 +110,15 @@ def test_a_fitted_bidirectional_model_runs_live(tmp_path, frames):
     for bgr in frames:
         writer.write(bgr)
     writer.release()
-    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--no-ui", "--backend", "torch", "--source",
-                           str(video), "--model", str(model)], capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    lines = [r for r in map(json.loads, done.stdout.splitlines()) if "status" not in r]
-    assert [r["frame"] for r in lines] == [4, 5, 6, 7]  # first window ends at (T-1) tau + L = 4
+    engine = tmp_path / "ort"  # parity windows built from the contract: bidirectional stacks
+    assert build_engine.main(["--model", str(model), "--backend", "onnxruntime", "--precision", "fp32",
+                              "--out", str(engine), "--heldout-clips-per-class", "1", "--per-clip", "2",
+                              "--quiet"]) == 0
+    assert read_engine(engine).contract == contract
+    for backend, path in (("torch", model), ("onnxruntime", engine)):
+        done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--no-ui", "--backend", backend, "--source",
+                               str(video), "--model", str(path)], capture_output=True, text=True, timeout=180,
+                              cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        lines = [r for r in map(json.loads, done.stdout.splitlines()) if "status" not in r]
+        assert [r["frame"] for r in lines] == [4, 5, 6, 7]  # first window ends at (T-1) tau + L = 4
