@@ -104,7 +104,8 @@ def _fit(args, world: World) -> dict | None:
         recipe["processes"] = world.size
     real_split, real_videos = real_footage(args, contract)
     if real_split is None:
-        logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
+        clips = f"{args.dataset} split {args.split}" if args.source else "--data clips" if args.data else "generated clips"
+        logger.info(f"real footage {real_videos}: training on {clips} only")
         recipe["real"], real_videos = real_videos, None
     else:
         recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,
