@@ -47,7 +47,7 @@ def expand_source(spec: str, settings: CalibrationSettings) -> tuple[Source, ...
 
 def read_clip(source: Source, contract: ModelContract, max_frames: int) -> Clip:
     """Up to ``max_frames`` frames of one source through the flow stage's own FlowTracker:
-    rgb (F, 3, H, W) and flow (F, 2, H, W) uint8; label -1 (unknown)."""
+    rgb (F, 3, H, W) and flow (F, C, H, W) uint8 (C = FlowSpec.channels); label -1 (unknown)."""
     spec = FlowSpec.of(contract)
     tracker = FlowTracker(spec)
     pairs = []  # preprocessed as read: a long source never holds its full-size frames
@@ -61,7 +61,7 @@ def read_clip(source: Source, contract: ModelContract, max_frames: int) -> Clip:
     finally:
         source.close()
     if not pairs:
-        return Clip(np.zeros((0, 3, *spec.size), np.uint8), np.zeros((0, 2, *spec.size), np.uint8), -1)
+        return Clip(np.zeros((0, 3, *spec.size), np.uint8), np.zeros((0, spec.channels, *spec.size), np.uint8), -1)
     return Clip(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), -1)
 
 

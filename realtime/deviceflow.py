@@ -3,7 +3,7 @@
     Frame.bgr (h, w, 3) uint8 on the host
       ─upload, once (CUDA: through a pinned buffer, non_blocking)─▶ (1, h, w, 3) uint8 on the device
       ─twostream.torchprep.resize_frames─▶ rgb (1, 3, H, W), grey (1, H, W) uint8    on the device
-      ─fields(previous grey, grey)─▶ field (1, 2, H, W) uint8                          on the device
+      ─fields(previous grey, grey)─▶ field (1, C, H, W) uint8 (C = spec.channels)       on the device
            torchprep.flow_fields: TV-L1, compensation, clip and quantise, as the contract says;
            alone, or batched with other streams' pairs (realtime.flowbatch.FlowClient)
       ─▶ the device-resident frame and flow rings (realtime.rings, device=...) ─▶ FlowField(seq)
@@ -43,7 +43,8 @@ from twostream.torchprep import FrameResizer, flow_fields
 # The flow methods this stage runs (and no other stage does): torch flow, on FlowSpec.device.
 DEVICE_FLOW_METHODS = ("tvl1-torch",)
 
-# (previous grey, grey), each (1, H, W) uint8 on the device -> field (1, 2, H, W) uint8 there.
+# (previous grey, grey), each (1, H, W) uint8 on the device -> field (1, C, H, W) uint8 there
+# (C = FlowSpec.channels: 4 with the backward field when the contract is bidirectional).
 FieldsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -103,7 +104,7 @@ class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
         self._upload = Upload(spec.device)
         self._resize = FrameResizer(spec.size)
         self._cuda = torch.device(spec.device).type == "cuda"
-        self._no_motion = torch.full((1, 2, *spec.size), NO_MOTION, dtype=torch.uint8, device=spec.device)
+        self._no_motion = torch.full((1, spec.channels, *spec.size), NO_MOTION, dtype=torch.uint8, device=spec.device)
         self._prev_grey: torch.Tensor | None = None
         self._seq = 0
 

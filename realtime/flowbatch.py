@@ -43,7 +43,8 @@ class SharedFlow(SharedWorkers):
         super().__init__("shared flow", (("flow", self._fields),), settings)
 
     def _fields(self, prev_grey: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) uint8 pairs on the device -> quantised fields (N, 2, H, W) uint8 there."""
+        """(N, H, W) uint8 pairs on the device -> quantised fields (N, C, H, W) uint8 there
+        (C = spec.channels)."""
         return flow_fields(prev_grey, grey, self.spec)
 
     def client(self) -> "FlowClient":
@@ -80,7 +81,7 @@ class FlowClient:
         self._close_lock = threading.Lock()
 
     def fields(self, prev_grey: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-        """(1, H, W) uint8 pair on the device -> field (1, 2, H, W) uint8 there (a view of the
+        """(1, H, W) uint8 pair on the device -> field (1, C, H, W) uint8 there (a view of the
         batch's output: copy it out, as the flow stage does into its ring)."""
         if self._closed:
             raise EngineError("flow client is closed (fields called after close)")

@@ -48,7 +48,8 @@ class FlowSettings:
                                    f"(available: {', '.join(available_flow_methods())})")
         # tvl1-torch runs the contract's own TV-L1 parameters (FlowSpec's fast preset when the
         # contract names another method and a mismatch was allowed)
-        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, contract.tvl1, self.device)
+        return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, contract.tvl1, self.device,
+                        contract.flow_direction)
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):

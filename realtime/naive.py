@@ -61,7 +61,7 @@ class NaiveScorer:
         stacks = []
         for s in sampled:
             fields = [flow_field(self._flow, self._recent[i - 1][1], self._recent[i][1], self.spec.bound,
-                                 self.spec.compensation) for i in range(s - length + 1, s + 1)]
+                                 self.spec.compensation, self.spec.direction) for i in range(s - length + 1, s + 1)]
             stacks.append(stack_fields(np.stack(fields)))
         flow = np.stack(stacks).astype(np.float32)
         t_flow = time.perf_counter()

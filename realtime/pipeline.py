@@ -88,6 +88,9 @@ class Pipeline:
         size = flow.size
         if tuple(size) != tuple(backend.input_size):
             raise PipelineError(f"frames would be resized to {size} but the backend expects {backend.input_size}")
+        if flow.direction != contract.flow_direction:  # the towers would read stacks of the wrong fields
+            raise PipelineError(f"flow spec computes {flow.direction} fields but the model's stacks are "
+                                f"{contract.flow_direction}")
         self.source, self.backend, self.settings = source, backend, settings
         self.plan = WindowPlan.of(contract, settings.scorer.hop)
         self.flow_method, self.input_size = flow.method, size
@@ -103,7 +106,7 @@ class Pipeline:
         device = flow.device if runs_on_device(flow) else None  # where the frame and flow rings live
         self.flow_device = device  # None: host rings and OpenCV flow (realtime.flowstage)
         frames = FrameRing(1 + lead, size, device)
-        fields = FlowRing(contract.stack_length + lead, size, device)
+        fields = FlowRing(contract.stack_length + lead, size, device, flow.channels)
         cache = FeatureCache(self.plan.reach + lead, backend.feature_shape, backend.temporal_feature_shape)
         self._captured = capture_channel(source, settings.capture)
         flowed: Channel = Channel(queue)

@@ -88,15 +88,16 @@ class FrameRing(Ring):
 
 
 class FlowRing(Ring):
-    """Quantised flow fields, channel-first uint8 (2, H, W) per slot; slot ``seq`` holds
-    flow(frame seq-1 -> frame seq)."""
+    """Quantised flow fields, channel-first uint8 (C, H, W) per slot; slot ``seq`` holds
+    flow(frame seq-1 -> frame seq), and with ``channels`` 4 (a bidirectional contract,
+    twostream.preprocess.field_channels) flow(frame seq -> frame seq-1) after it."""
 
-    def __init__(self, capacity: int, size: tuple[int, int], device: str | None = None):
-        super().__init__(capacity, (2, *size), "flow ring", device)
+    def __init__(self, capacity: int, size: tuple[int, int], device: str | None = None, channels: int = 2):
+        super().__init__(capacity, (channels, *size), "flow ring", device)
 
     def stack(self, seq: int, length: int) -> np.ndarray | torch.Tensor:
-        """(2L, H, W) uint8 view of fields seq-L+1 .. seq (twostream.preprocess.stack_fields of
-        a contiguous window: no copy)."""
+        """(2L, H, W) uint8 stack of fields seq-L+1 .. seq (twostream.preprocess.stack_fields of
+        a contiguous window: a view, no copy, for forward slots; a copy for bidirectional)."""
         return stack_fields(self.window(seq, length))
 
 

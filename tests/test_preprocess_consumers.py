@@ -3,8 +3,8 @@ frames: the runtime's flow and tower stages, the naive baseline, calibration, pa
 training (tower batches and cached features) and evaluation all go through twostream.preprocess.
 
 The reference is twostream.preprocess itself over the whole clip: rgb (F, 3, H, W), flow
-(F, 2, H, W), and each frame's tower inputs (tower_inputs). Each consumer is run with a backend
-or model that records what it is given instead of computing.
+(F, C, H, W) (C = 2, or 4 bidirectional), and each frame's tower inputs (tower_inputs). Each
+consumer is run with a backend or model that records what it is given instead of computing.
 """
 
 from __future__ import annotations
@@ -96,15 +96,17 @@ def frames(request) -> np.ndarray:
     return _generated_frames() if request.param == "generated" else _real_frames()
 
 
-@pytest.fixture(scope="module", params=["none", "mean", "median"])
+@pytest.fixture(scope="module", params=["none", "mean", "median", "mean bidirectional"])
 def contract(request) -> ModelContract:
-    """A small contract, with each camera-motion compensation (flow_compensation)."""
-    return ModelContract(**SMALL, flow_compensation=request.param)
+    """A small contract, with each camera-motion compensation (flow_compensation), and mean
+    subtraction with bidirectional stacks (flow_direction: slots of 4 channels)."""
+    compensation, _, direction = request.param.partition(" ")
+    return ModelContract(**SMALL, flow_compensation=compensation, flow_direction=direction or "forward")
 
 
 @pytest.fixture(scope="module")
 def reference(frames, contract):
-    """(rgb (F, 3, H, W), flow (F, 2, H, W), tower inputs of frames L..F-1)."""
+    """(rgb (F, 3, H, W), flow (F, C, H, W), tower inputs of frames L..F-1)."""
     rgb, flow = preprocess_clip(frames, FlowSpec.of(contract))
     length = contract.stack_length
     return rgb, flow, tower_inputs(rgb, flow, range(length, len(frames)), length)

@@ -10,6 +10,7 @@ from pathlib import Path
 from cli import CommandParser, at_least_one, default_of, non_negative
 from twostream import seeds
 from twostream.contract import BACKBONES, FLOW_COMPENSATIONS, FLOW_METHODS, FUSIONS, ModelContract
+from twostream.contract import FLOW_DIRECTIONS
 from twostream.datasets import DATASETS
 from twostream.devices import DEVICES
 from twostream.fieldtest import FieldSettings
@@ -87,6 +88,9 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
     f.add_argument("--flow-compensation", choices=FLOW_COMPENSATIONS, default=contract("flow_compensation"),
                    help="camera-motion compensation: subtract each flow field's mean or median (default %(default)s)")
+    f.add_argument("--flow-direction", choices=FLOW_DIRECTIONS, default=contract("flow_direction"),
+                   help="bidirectional: each stack's older L/2 fields backward, newer L/2 forward (Simonyan and "
+                        "Zisserman 2014); even --stack-length, twice the flow work, not with --jpegs")
     f.add_argument("--tvl1-preset", choices=("fast", "opencv"), default="fast",
                    help="TV-L1 parameters with --flow tvl1-torch: the live preset or OpenCV's defaults "
                         "(twostream/tvl1.py; stored in the contract)")

@@ -16,7 +16,7 @@ from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
 from twostream.data import NO_GESTURE, folder_classes
 from twostream.distributed import World, process_group
-from twostream.errors import CheckpointError, DataError
+from twostream.errors import CheckpointError, ContractMismatch, DataError
 from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
@@ -67,13 +67,16 @@ def _fit(args, world: World) -> dict | None:
         history = []
         logger.info(f"fine-tuning from {args.init}")
     else:
+        if args.jpegs and args.flow_direction == "bidirectional":  # said before the split is read
+            raise ContractMismatch("--jpegs: pre-extracted JPEG flow holds forward fields only, and a bidirectional "
+                                   "stack needs backward ones (decode the videos, or --flow-direction forward)")
         classes = folder_classes(Path(args.data)) if args.data else GESTURE_CLASSES
         if args.source:
             classes = args.source.split(args.split).classes
         contract = ModelContract(
             classes=classes, backbone=args.backbone, temporal_backbone=args.temporal_backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
-            flow_compensation=args.flow_compensation,
+            flow_compensation=args.flow_compensation, flow_direction=args.flow_direction,
             tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
             if args.flow == "tvl1-torch" else None,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,
@@ -105,7 +108,8 @@ def _fit(args, world: World) -> dict | None:
         recipe["processes"] = world.size
     real_split, real_videos = real_footage(args, contract)
     if real_split is None:
-        logger.info(f"real footage {real_videos}: training on {'--data clips' if args.data else 'generated clips'} only")
+        clips = f"{args.dataset} split {args.split}" if args.source else "--data clips" if args.data else "generated clips"
+        logger.info(f"real footage {real_videos}: training on {clips} only")
         recipe["real"], real_videos = real_videos, None
     else:
         recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twostream.contract import BIDIRECTIONAL_CHANNEL_ORDER
 from twostream.preprocess import WindowPlan
 from twostream.checkpoint import Checkpoint
 
@@ -104,7 +105,8 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         *([f"- trained on pre-extracted `{c.flow_source.method}` flow JPEGs (±{c.flow_source.bound:g} px, "
            f"{c.flow_source.quantisation}), read back to px, resized with the frames and quantised as above; "
            f"live it needs `{c.flow_method}` flow"] if c.flow_source else []),
-        f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: {c.flow_channel_order}), "
+        f"- L = {c.stack_length} fields per stack ({c.flow_channels} channels: "
+        f"{c.flow_channel_order if c.flow_direction == 'forward' else BIDIRECTIONAL_CHANNEL_ORDER}), "
         f"T = {c.num_segments} sampled frames, stride τ = {c.stride} frames at {c.train_fps:g} fps "
         f"(a window spans {WindowPlan.of(c).span} frames)",
         f"- the temporal network takes the fields `{c.flow_stack_order}`, scaled `{c.flow_scaling}` "

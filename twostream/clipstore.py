@@ -58,10 +58,10 @@ class ClipStore:
     def has(self, key: str) -> bool:
         return self.paths(key)[0].is_file()
 
-    def open(self, key: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(rgb (F, 3, H, W), flow (F, 2, H, W)) of entry ``key`` as read-only memory maps, or
-        None when it is absent, unreadable or not of frames of ``size`` (H, W) (one warning line:
-        the caller rebuilds it)."""
+    def open(self, key: str, size: tuple[int, int], channels: int = 2) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rgb (F, 3, H, W), flow (F, C, H, W)) of entry ``key`` as read-only memory maps, or
+        None when it is absent, unreadable or not of frames of ``size`` (H, W) with fields of
+        ``channels`` C (preprocess.field_channels) (one warning line: the caller rebuilds it)."""
         rgb_path, flow_path = self.paths(key)
         if not rgb_path.is_file():
             return None
@@ -72,7 +72,7 @@ class ClipStore:
         else:
             height, width = size
             if (rgb.dtype == np.uint8 and flow.dtype == np.uint8 and rgb.shape[1:] == (3, height, width)
-                    and flow.shape == (len(rgb), 2, height, width)):
+                    and flow.shape == (len(rgb), channels, height, width)):
                 return rgb, flow
             reason = f"malformed: rgb {rgb.dtype} {rgb.shape}, flow {flow.dtype} {flow.shape}"
         logger.warning(f"clip store: {rgb_path} is {reason}; rebuilding it")
@@ -109,11 +109,11 @@ def jpeg_origin(rgb_dir: Path, flow_dirs: tuple[Path, Path], contract_fields: st
     return f"jpegs {Path(rgb_dir).resolve()} {counts} {contract_fields}"
 
 
-def check_disk(store: ClipStore, frames: int, size: tuple[int, int]) -> int:
-    """Bytes ``frames`` new frames take in ``store`` (uint8 rgb and flow, 5 planes of (H, W)
-    each); DataError when the disk under it has less free space."""
+def check_disk(store: ClipStore, frames: int, size: tuple[int, int], channels: int = 2) -> int:
+    """Bytes ``frames`` new frames take in ``store`` (uint8 rgb and flow, 3 + ``channels`` planes
+    of (H, W) each); DataError when the disk under it has less free space."""
     height, width = size
-    needed = frames * 5 * height * width
+    needed = frames * (3 + channels) * height * width
     Path(store.root).mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(store.root).free
     if needed > free:
@@ -123,18 +123,18 @@ def check_disk(store: ClipStore, frames: int, size: tuple[int, int]) -> int:
     return needed
 
 
-def stored_clips(store: ClipStore, keys: list[str], labels: list[int], size: tuple[int, int],
+def stored_clips(store: ClipStore, keys: list[str], labels: list[int], size: tuple[int, int], channels: int,
                  read: Callable[[list[int]], list[Clip]], chunk: int = 32) -> list[Clip]:
     """Clip i (label ``labels[i]``) memory-mapped from entry ``keys[i]``. The entries not there
     yet are made first by ``read(indices)`` (Clips of those samples, in order), ``chunk`` at a
     time, so at most a chunk of clips is ever in memory."""
-    opened = [store.open(key, size) for key in keys]
+    opened = [store.open(key, size, channels) for key in keys]
     missing = [i for i, entry in enumerate(opened) if entry is None]
     for start in range(0, len(missing), chunk):
         batch = missing[start:start + chunk]
         for i, clip in zip(batch, read(batch)):
             store.put(keys[i], clip.rgb, clip.flow)
-            opened[i] = store.open(keys[i], size)
+            opened[i] = store.open(keys[i], size, channels)
             if opened[i] is None:
                 raise DataError(f"clip store {store.root}: entry {keys[i]} cannot be read back after writing it")
     return [Clip(rgb, flow, label) for (rgb, flow), label in zip(opened, labels)]

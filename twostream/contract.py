@@ -52,6 +52,15 @@ FLOW_STACK_ORDERS = ("oldest-first", "oldest-last")
 # value a flow JPEG (255 (d + bound) / (2 bound)) holds after ToTensor, i.e. q / 256 (the
 # reference implementation's motion input, no mean subtracted).
 FLOW_SCALINGS = ("pixels", "unit")
+# Which way a stack's fields point (Simonyan and Zisserman 2014, "bi-directional optical flow").
+# "forward": FLOW_CHANNEL_ORDER. "bidirectional": the same frames e-L..e and the same pair order,
+# but the older L/2 pairs hold backward fields, flow(frame k -> frame k-1), computed by the flow
+# method in that direction (not a negated forward field), and the newer L/2 forward fields: the
+# stack is centred on frame e-L/2 (the paper's tau) and needs no frame after e (no added latency).
+# Each frame then carries both fields of its pair (twostream.preprocess.field_channels: 4, not 2).
+FLOW_DIRECTIONS = ("forward", "bidirectional")
+BIDIRECTIONAL_CHANNEL_ORDER = ("x0,y0,...: pair i = frames (i-1, i) oldest first; pairs 1..L/2 "
+                               "flow(frame i -> frame i-1), pairs L/2+1..L flow(frame i-1 -> frame i)")
 
 GESTURE_CLASSES = (
     "no_gesture",
@@ -143,7 +152,8 @@ class ModelContract:
     Frames of any size are resized (not cropped) to ``input_size`` = (H, W); RGB enters the
     spatial tower as float 0..255 in ``channel_order``; flow is computed on the same resized
     grey frames with ``flow_method``, camera motion compensated as ``flow_compensation`` says, clipped to ±``flow_bound`` px, quantised to uint8 as
-    ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``).
+    ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``; pointing as
+    ``flow_direction`` says).
     The network normalises internally: rgb -> (x/255 - mean)/std, flow -> (q - 128)/(128/bound),
     i.e. the temporal tower sees displacement in pixels (``flow_scaling`` "pixels"; "unit" for
     imported reference weights), its fields in ``flow_stack_order``.
@@ -174,6 +184,9 @@ class ModelContract:
     flow_stack_order: str = "oldest-first"  # one of FLOW_STACK_ORDERS
     flow_scaling: str = "pixels"  # one of FLOW_SCALINGS
     stack_length: int = 10  # L: flow fields per temporal-tower input
+    # One of FLOW_DIRECTIONS. Compared: it changes the temporal tower's input. Absent in older
+    # files, whose stacks were all forward.
+    flow_direction: str = "forward"
     num_segments: int = 5  # T: sampled frames per window
     stride: int = 3  # tau: frames between sampled frames at run time
     train_fps: float = 25.0  # frame rate of the training clips; tau is in frames of this rate
@@ -222,6 +235,15 @@ class ModelContract:
             problems.append(f"flow_stack_order {self.flow_stack_order!r} is not one of {FLOW_STACK_ORDERS}")
         if self.flow_scaling not in FLOW_SCALINGS:
             problems.append(f"flow_scaling {self.flow_scaling!r} is not one of {FLOW_SCALINGS}")
+        if self.flow_direction not in FLOW_DIRECTIONS:
+            problems.append(f"flow_direction {self.flow_direction!r} is not one of {FLOW_DIRECTIONS}")
+        elif self.flow_direction == "bidirectional":
+            if self.stack_length % 2:
+                problems.append(f"a bidirectional flow stack needs an even stack_length (L/2 backward and "
+                                f"L/2 forward fields), got {self.stack_length}")
+            if self.flow_source is not None:
+                problems.append("a bidirectional flow stack needs backward fields, but pre-extracted JPEG flow "
+                                "(flow_source) holds forward fields only")
         if self.flow_quantisation != FLOW_QUANTISATION:
             problems.append(f"unknown flow quantisation {self.flow_quantisation!r}")
         if self.flow_source is not None:

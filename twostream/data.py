@@ -1,9 +1,10 @@
 """Training and evaluation data: labelled clips preprocessed by twostream.preprocess, the code
 the runtime's flow stage runs, so training sees exactly what inference sees.
 
-A clip is stored once at model resolution, rgb (F, 3, H, W) and quantised flow (F, 2, H, W)
-uint8; a window is a gather of T sampled frames and their L-deep flow stacks
-(twostream.preprocess.WindowPlan, tower_inputs).
+A clip is stored once at model resolution, rgb (F, 3, H, W) and quantised flow (F, C, H, W)
+uint8 (C = 2, or 4 for bidirectional stacks: twostream.preprocess.field_channels); a window is
+a gather of T sampled frames and their L-deep flow stacks (twostream.preprocess.WindowPlan,
+tower_inputs).
 
 Real footage (twostream.realdata) adds ``no_gesture`` clips augmented from files nobody
 gestures in (``real_clips``) and real moving backgrounds behind generated gestures
@@ -47,7 +48,7 @@ _REAL_STREAM = 2
 @dataclass(frozen=True)
 class Clip:
     rgb: np.ndarray  # (F, 3, H, W) uint8, RGB
-    flow: np.ndarray  # (F, 2, H, W) uint8 quantised; field 0 has no predecessor (zero motion)
+    flow: np.ndarray  # (F, C, H, W) uint8 quantised (C: field_channels); field 0 has no predecessor (zero motion)
     label: int
 
 

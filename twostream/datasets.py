@@ -32,7 +32,7 @@ from twostream.clipstore import ClipStore, check_disk, jpeg_origin, stored_clips
 from twostream.contract import FlowSource, ModelContract
 from twostream.data import VIDEO_SUFFIXES, Clip, ClipPrep, ClipSet, clips_in_workers, read_files
 from twostream.errors import DataError, SplitError
-from twostream.preprocess import WindowPlan, compensate, no_motion, quantise_flow, resize_frame
+from twostream.preprocess import WindowPlan, compensate, field_channels, no_motion, quantise_flow, resize_frame
 
 DATASETS = ("ucf101", "hmdb51")
 SPLITS = (1, 2, 3)
@@ -263,10 +263,12 @@ def _frame_count(sample: Sample, layout: JpegLayout | None) -> int:
 def check_memory(samples: list[Sample], contract: ModelContract, layout: JpegLayout | None,
                  budget: float | None = None) -> int:
     """Bytes the clips of ``samples`` take at the model's size, uint8 rgb and flow (5 planes a
-    frame): training holds every clip of a part in memory. DataError past ``budget`` bytes
-    (default: half this machine's memory), before hours of decoding end in the OOM killer."""
+    frame, 7 with bidirectional fields): training holds every clip of a part in memory.
+    DataError past ``budget`` bytes (default: half this machine's memory), before hours of
+    decoding end in the OOM killer."""
     height, width = contract.input_size
-    needed = sum(_frame_count(s, layout) for s in samples) * 5 * height * width
+    planes = 3 + field_channels(contract.flow_direction)
+    needed = sum(_frame_count(s, layout) for s in samples) * planes * height * width
     budget = budget or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
     if needed > budget:
         raise DataError(f"{len(samples)} videos would hold {needed / 2**30:.1f} GiB of frames and flow at "
@@ -294,14 +296,15 @@ def _stored_samples(samples: list[Sample], layout: JpegLayout | None, contract: 
     keys = [store.key(jpeg_origin(layout.rgb_dir(s.video), layout.flow_dirs(s.video), fields) if layout
                       else video_origin(s.path), prep.spec) for s in samples]
     new = [s for s, key in zip(samples, keys) if not store.has(key)]
-    check_disk(store, sum(_frame_count(s, layout) for s in new), contract.input_size)
+    check_disk(store, sum(_frame_count(s, layout) for s in new), contract.input_size, prep.spec.channels)
     direct = dataclasses.replace(prep, cache=None)  # the store holds them: no second copy in the flow cache
 
     def read(indices: list[int]) -> list[Clip]:
         return _read_samples([samples[i] for i in indices], layout, contract, direct, workers,
                              f"{desc}: {len(indices)} to the clip store")
 
-    return stored_clips(store, keys, [s.label for s in samples], contract.input_size, read, chunk=max(16, 8 * workers))
+    return stored_clips(store, keys, [s.label for s in samples], contract.input_size, prep.spec.channels, read,
+                        chunk=max(16, 8 * workers))
 
 
 def dataset_clips(split: DatasetSplit, part: str, contract: ModelContract, prep: ClipPrep,

@@ -41,8 +41,10 @@ VERSION = 1
 
 def spec_record(spec: FlowSpec) -> str:
     """The spec as the cache keys it: JSON of every field but ``device`` (nested TV-L1
-    parameters included), so a field added to FlowSpec later is part of the key unasked."""
-    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k != "device"}
+    parameters included), so a field added to FlowSpec later is part of the key unasked.
+    ``direction`` only when not "forward": entries made before it existed stay valid."""
+    fields = {k: v for k, v in dataclasses.asdict(spec).items()
+              if k != "device" and not (k == "direction" and v == "forward")}
     return json.dumps(fields, sort_keys=True)
 
 
@@ -64,7 +66,7 @@ class FlowCache:
         return Path(self.root) / key[:2] / f"{key}.npz"
 
     def load(self, key: str, spec: FlowSpec, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(rgb (F, 3, H, W), flow (F, 2, H, W)) of entry ``key``, or None when there is none.
+        """(rgb (F, 3, H, W), flow (F, C, H, W), C = spec.channels) of entry ``key``, or None when there is none.
         An entry that cannot be read, or does not hold what ``spec`` and ``frames`` frames make,
         is logged as one warning line and treated as absent (the caller recomputes it)."""
         path = self.path(key)
@@ -102,7 +104,7 @@ def _mismatch(rgb: np.ndarray, flow: np.ndarray, made_with: str, spec: FlowSpec,
     if made_with != spec_record(spec):
         return f"for another flow spec ({made_with})"
     height, width = spec.size
-    want_rgb, want_flow = (frames, 3, height, width), (frames, 2, height, width)
+    want_rgb, want_flow = (frames, 3, height, width), (frames, spec.channels, height, width)
     if rgb.dtype != np.uint8 or flow.dtype != np.uint8 or rgb.shape != want_rgb or flow.shape != want_flow:
         return (f"malformed: rgb {rgb.dtype} {rgb.shape}, flow {flow.dtype} {flow.shape}; expected uint8 "
                 f"{want_rgb} and {want_flow}")

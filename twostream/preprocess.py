@@ -15,10 +15,16 @@ call these functions and none re-implements a step, so training sees exactly wha
     field 0  a stream's first frame has no predecessor: zero motion, all 128
     stack    fields s-L+1 .. s, (L, 2, H, W) -> (2L, H, W), channels x0, y0, x1, y1, ...
              oldest first: a reshape, so a stack of consecutive stored fields is a view
+    bidirectional (contract.flow_direction): each frame also carries its pair's backward field,
+             flow(i -> i-1) by the same method, compensated and quantised the same way: slots
+             (4, H, W) = forward x, y, backward x, y (field_channels); a stack takes the
+             backward fields of its older L/2 pairs and the forward fields of its newer L/2
+             (a copy, not a view): centred on frame s-L/2, from the same frames s-L .. s
     window   ending at frame e: T frames e-(T-1)tau, ..., e, each with its own stack  WindowPlan
 
 Everything is planar (channel-first) from the start: a clip is rgb (F, 3, H, W) and flow
-(F, 2, H, W), the runtime's rings hold the same slots, and a tower input is a slice.
+(F, C, H, W), C = field_channels (2, or 4 bidirectional), the runtime's rings hold the same
+slots, and a tower input is a slice (forward) or two (bidirectional).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy as np
 import torch
 
 from twostream import torchprep
-from twostream.contract import FLOW_COMPENSATIONS, FLOW_METHODS, FLOW_NO_MOTION, ModelContract
+from twostream.contract import FLOW_COMPENSATIONS, FLOW_DIRECTIONS, FLOW_METHODS, FLOW_NO_MOTION, ModelContract
 from twostream.errors import ContractMismatch
 from twostream.tvl1 import TVL1Params, tvl1_flow
 
@@ -113,22 +119,45 @@ def compensate(flow: np.ndarray, compensation: str) -> np.ndarray:
     raise ContractMismatch(f"unknown flow compensation {compensation!r}; choose from {FLOW_COMPENSATIONS}")
 
 
+def field_channels(direction: str) -> int:
+    """Channels of one frame's stored field: 2 (x, y of flow(i-1 -> i)) for "forward", 4 for
+    "bidirectional" (those, then x, y of flow(i -> i-1))."""
+    if direction not in FLOW_DIRECTIONS:
+        raise ContractMismatch(f"unknown flow direction {direction!r}; choose from {FLOW_DIRECTIONS}")
+    return 2 if direction == "forward" else 4
+
+
 def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound: float,
-               compensation: str = "none") -> np.ndarray:
-    """The quantised field between two resized grey frames (H, W): uint8 planes (2, H, W)."""
-    return quantise_flow(compensate(flow(prev_grey, grey), compensation), bound)
+               compensation: str = "none", direction: str = "forward") -> np.ndarray:
+    """The quantised field between two resized grey frames (H, W): uint8 planes (2, H, W), or
+    (4, H, W) "bidirectional": the backward field flow(grey -> prev_grey) after the forward one,
+    each compensated on its own."""
+    forward = quantise_flow(compensate(flow(prev_grey, grey), compensation), bound)
+    if field_channels(direction) == 2:
+        return forward
+    backward = quantise_flow(compensate(flow(grey, prev_grey), compensation), bound)
+    return np.concatenate((forward, backward))
 
 
-def no_motion(size: tuple[int, int]) -> np.ndarray:
-    """The field of a frame without a predecessor: uint8 planes (2, H, W), all NO_MOTION."""
-    return np.full((2, *size), NO_MOTION, np.uint8)
+def no_motion(size: tuple[int, int], channels: int = 2) -> np.ndarray:
+    """The field of a frame without a predecessor: uint8 planes (channels, H, W), all NO_MOTION."""
+    return np.full((channels, *size), NO_MOTION, np.uint8)
 
 
-def stack_fields(fields: np.ndarray) -> np.ndarray:
-    """L fields (L, 2, H, W) -> one temporal-tower input (2L, H, W), channels x0, y0, x1, y1,
-    ... oldest first. A reshape: a contiguous run of stored fields stays a view."""
-    length, _, height, width = fields.shape
-    return fields.reshape(2 * length, height, width)
+def stack_fields(fields: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """L fields (L, C, H, W) -> one temporal-tower input (2L, H, W), channels x0, y0, x1, y1,
+    ... pairs oldest first; numpy or torch. C = 2 (forward): a reshape, so a contiguous run of
+    stored fields stays a view. C = 4 (bidirectional slots, field_channels): the backward x, y
+    of pairs 0 .. L/2-1, then the forward x, y of pairs L/2 .. L-1 (a copy)."""
+    length, channels, height, width = fields.shape
+    if channels == 2:
+        return fields.reshape(2 * length, height, width)
+    if channels != 4 or length % 2:
+        raise ContractMismatch(f"cannot stack {length} fields of {channels} channels: forward slots have 2, "
+                               "bidirectional slots 4 and an even count")
+    older, newer = fields[:length // 2, 2:], fields[length // 2:, :2]
+    joined = torch.cat((older, newer)) if isinstance(fields, torch.Tensor) else np.concatenate((older, newer))
+    return joined.reshape(2 * length, height, width)
 
 
 @dataclass(frozen=True)
@@ -136,7 +165,8 @@ class FlowSpec:
     """How flow is computed at run time: normally the contract's own method and size; they
     differ only when a user explicitly allowed a contract mismatch. ``tvl1``: the parameters
     tvl1-torch runs with (the contract's; ignored by other methods); ``device``: where torch
-    flow runs (a torch device name, see twostream.devices; not part of the contract)."""
+    flow runs (a torch device name, see twostream.devices; not part of the contract);
+    ``direction``: the contract's flow_direction (fields of ``channels`` channels)."""
 
     method: str
     size: tuple[int, int]  # (H, W)
@@ -144,21 +174,29 @@ class FlowSpec:
     compensation: str = "none"
     tvl1: TVL1Params | None = None
     device: str = "cpu"
+    direction: str = "forward"
 
     def __post_init__(self) -> None:
         # the contract's rule: tvl1-torch without parameters runs the fast preset
         if self.method == "tvl1-torch" and self.tvl1 is None:
             object.__setattr__(self, "tvl1", TVL1Params.fast())
+        field_channels(self.direction)  # raises on an unknown direction
+
+    @property
+    def channels(self) -> int:
+        """Channels of one frame's field: 2, or 4 bidirectional (field_channels)."""
+        return field_channels(self.direction)
 
     @classmethod
     def of(cls, contract: ModelContract, device: str = "cpu") -> "FlowSpec":
         return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound,
-                   contract.flow_compensation, contract.tvl1, device)
+                   contract.flow_compensation, contract.tvl1, device, contract.flow_direction)
 
 
 class FlowTracker:
     """One stream's flow state: feed frames in order, get each frame's rgb planes and its
-    quantised field (flow from the previous frame; zero motion for the first).
+    quantised field (flow from the previous frame, and to it when bidirectional; zero motion
+    for the first).
 
     Holds an OpticalFlow, so one tracker per thread (and per stream). For tvl1-torch the
     previous grey frame stays on spec.device and only the field comes back to the host."""
@@ -166,11 +204,11 @@ class FlowTracker:
     def __init__(self, spec: FlowSpec):
         self.spec = spec
         self._flow = OpticalFlow(spec.method, spec.tvl1, spec.device)
-        self._no_motion = no_motion(spec.size)
+        self._no_motion = no_motion(spec.size, spec.channels)
         self._prev_grey: np.ndarray | torch.Tensor | None = None
 
     def push(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """BGR (h, w, 3) -> (rgb (3, H, W) uint8, field (2, H, W) uint8)."""
+        """BGR (h, w, 3) -> (rgb (3, H, W) uint8, field (C, H, W) uint8), C = spec.channels."""
         rgb, grey = resize_frame(bgr, self.spec.size)
         if self.spec.method == "tvl1-torch":
             grey = torch.from_numpy(grey).to(self.spec.device)[None]
@@ -179,7 +217,8 @@ class FlowTracker:
         elif self.spec.method == "tvl1-torch":
             field = torchprep.flow_fields(self._prev_grey, grey, self.spec)[0].cpu().numpy()
         else:
-            field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound, self.spec.compensation)
+            field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound, self.spec.compensation,
+                               self.spec.direction)
         self._prev_grey = grey
         return rgb, field
 
@@ -189,7 +228,8 @@ class FlowTracker:
 
 
 def preprocess_clip(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]:
-    """BGR frames (F, h, w, 3) of any size -> rgb (F, 3, H, W) and flow (F, 2, H, W), uint8.
+    """BGR frames (F, h, w, 3) of any size -> rgb (F, 3, H, W) and flow (F, C, H, W), uint8
+    (C = spec.channels).
     tvl1-torch runs all F-1 pairs in batched calls on spec.device (TORCH_FLOW_CHUNK at a time):
     each pair's field is the one FlowTracker computes, the batch only shares the work."""
     if spec.method == "tvl1-torch":
@@ -198,7 +238,7 @@ def preprocess_clip(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.ndarray]
     pairs = [tracker.push(frame) for frame in frames_bgr]
     if not pairs:
         height, width = spec.size
-        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)
+        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, spec.channels, height, width), np.uint8)
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -210,9 +250,9 @@ def _preprocess_clip_torch(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.n
         torch.set_num_threads(1)
     resized = [resize_frame(frame, spec.size) for frame in frames_bgr]
     if not resized:
-        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, 2, height, width), np.uint8)
+        return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, spec.channels, height, width), np.uint8)
     greys = torch.from_numpy(np.stack([grey for _, grey in resized])).to(spec.device)
-    fields = [torch.from_numpy(no_motion(spec.size))[None].to(spec.device)]
+    fields = [torch.from_numpy(no_motion(spec.size, spec.channels))[None].to(spec.device)]
     for start in range(0, len(greys) - 1, TORCH_FLOW_CHUNK):
         stop = min(start + TORCH_FLOW_CHUNK, len(greys) - 1)
         fields.append(torchprep.flow_fields(greys[start:stop], greys[start + 1:stop + 1], spec))
@@ -221,7 +261,8 @@ def _preprocess_clip_torch(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.n
 
 def tower_inputs(rgb: np.ndarray, flow: np.ndarray, frames, length: int) -> tuple[np.ndarray, np.ndarray]:
     """The towers' float32 inputs for clip frames ``frames`` (each >= L): spatial (N, 3, H, W)
-    from rgb (F, 3, H, W); temporal (N, 2L, H, W), each frame's L-field stack from flow (F, 2, H, W)."""
+    from rgb (F, 3, H, W); temporal (N, 2L, H, W), each frame's L-field stack (stack_fields) from
+    flow (F, C, H, W)."""
     frames = np.asarray(frames, np.int64)
     if len(frames) and frames.min() < length:
         raise ContractMismatch(f"frame {int(frames.min())} has no full {length}-field flow stack")
@@ -237,9 +278,10 @@ class WindowPlan:
     Positions are frame numbers from the start of a clip or stream (``seq`` at run time). A
     window ending at frame e samples T frames at stride tau, oldest first,
         e - (T-1)*tau, ..., e - tau, e
-    and sampled frame s reads the rgb of s and the fields s-L+1 .. s (field i = flow(i-1 -> i)),
-    so it needs frames s-L .. s. Field 0 is not real motion, hence the first complete window
-    ends at e = (T-1)*tau + L. A stream scores every ``hop``-th window from there.
+    and sampled frame s reads the rgb of s and the fields s-L+1 .. s (field i = flow(i-1 -> i);
+    bidirectional: the older half flow(i -> i-1), of the same pairs), so it needs frames s-L .. s.
+    Field 0 is not real motion, hence the first complete window ends at e = (T-1)*tau + L. A
+    stream scores every ``hop``-th window from there.
     """
 
     segments: int  # T

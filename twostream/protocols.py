@@ -79,9 +79,10 @@ class VideoScores:
 
 def mirror(clip: Clip) -> Clip:
     """The clip flipped left-right: rgb columns reversed; flow columns reversed and the x
-    displacement negated (q -> 256 - q about the zero-motion 128, clipped as quantise_flow clips)."""
+    displacement negated (q -> 256 - q about the zero-motion 128, clipped as quantise_flow clips):
+    channel 0, and channel 2 of bidirectional slots (forward x, y, backward x, y)."""
     flow = clip.flow[..., ::-1].astype(np.int16)
-    flow[:, 0] = 256 - flow[:, 0]
+    flow[:, 0::2] = 256 - flow[:, 0::2]
     return Clip(np.ascontiguousarray(clip.rgb[..., ::-1]), np.clip(flow, 0, 255).astype(np.uint8), clip.label)
 
 

@@ -122,12 +122,18 @@ def quantise_flow(flow: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 def flow_fields(prev_grey: torch.Tensor, grey: torch.Tensor, spec: "FlowSpec") -> torch.Tensor:
-    """uint8 (N, H, W) pairs (prev -> cur) -> quantised fields uint8 (N, 2, H, W) on their
-    device: TV-L1 with spec.tvl1, then spec.compensation, then clip and quantise at spec.bound."""
+    """uint8 (N, H, W) pairs (prev -> cur) -> quantised fields uint8 (N, C, H, W) on their
+    device: TV-L1 with spec.tvl1, then spec.compensation, then clip and quantise at spec.bound.
+    C = spec.channels: 2, or 4 when bidirectional, the backward field (cur -> prev) after the
+    forward one, both directions in one batched TV-L1 call of 2N pairs."""
     if spec.tvl1 is None:
         raise ContractMismatch(f"flow method {spec.method!r} has no TV-L1 parameters; torch flow needs tvl1-torch")
     if prev_grey.shape != grey.shape or grey.dim() != 3:
         raise ContractMismatch(f"flow_fields expects two (N, H, W) grey batches, got "
                                f"{tuple(prev_grey.shape)} and {tuple(grey.shape)}")
-    flow = tvl1_flow(prev_grey.float(), grey.float(), spec.tvl1)
-    return quantise_flow(compensate(flow, spec.compensation), spec.bound)
+    if spec.channels == 2:
+        flow = tvl1_flow(prev_grey.float(), grey.float(), spec.tvl1)
+        return quantise_flow(compensate(flow, spec.compensation), spec.bound)
+    both = tvl1_flow(torch.cat((prev_grey, grey)).float(), torch.cat((grey, prev_grey)).float(), spec.tvl1)
+    fields = quantise_flow(compensate(both, spec.compensation), spec.bound)  # (2N, 2, H, W)
+    return torch.cat((fields[:len(grey)], fields[len(grey):]), dim=1)

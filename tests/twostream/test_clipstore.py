@@ -116,3 +116,14 @@ def test_fit_on_a_stored_split_and_plain_late_fusion_skips_the_head_features(tmp
     assert train.main(argv) == 0
     assert '"top1_fused"' in capsys.readouterr().out
     assert len(list((tmp_path / "cache" / "videos").glob("*/*.rgb.npy"))) == 6  # 4 train + 2 test videos, once each
+
+
+def test_bidirectional_fields_are_stored_with_their_four_channels(tmp_path):
+    split = read_ucf101(write_ucf101(tmp_path / "UCF-101", per_class=2), 1)
+    both = dataclasses.replace(LIVE, flow_direction="bidirectional")
+    in_memory = dataset_clips(split, "train", both, ClipPrep.of(both))
+    stored = dataset_clips(split, "train", both, ClipPrep.of(both, cache=tmp_path / "cache"))
+    assert stored.clips[0].flow.shape == (FRAMES, 4, 32, 32)
+    np.testing.assert_array_equal(stored.clips[1].flow, in_memory.clips[1].flow)
+    forward = dataset_clips(split, "train", LIVE, ClipPrep.of(LIVE, cache=tmp_path / "cache"))  # another entry
+    assert forward.clips[0].flow.shape == (FRAMES, 2, 32, 32)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from tests.twostream.dataset_layouts import write_ucf101
+from tests.twostream.dataset_layouts import write_hmdb51, write_ucf101
 from trainer.args import parse_args
 from twostream.checkpoint import read_checkpoint
 from twostream.presets import PRESETS, PresetOptions, preset_named
@@ -120,3 +120,21 @@ def test_each_preset_trains_a_step_and_evaluates_with_its_protocol(name, ucf101,
     if name == "concat-baseline":  # its Linear(2K, K) learnt in the head stage, away from its init
         init = 0.5 * torch.cat([torch.eye(2)] * 2, dim=1)
         assert not torch.equal(checkpoint.state_dict["head.concat_fc.weight"], init)
+
+
+def test_simonyan2014_whole_bidirectional_multi_task_and_svm_fused(ucf101, tmp_path, capsys):
+    """The flags its notes name, on top of the preset: bi-directional stacks, multi-task training
+    on HMDB51 beside UCF101, and SVM fusion scored through the head (clips20-flip)."""
+    hmdb = write_hmdb51(tmp_path / "hmdb51")
+    out = tmp_path / "simonyan.pt"
+    data = ["--dataset", "ucf101", "--root", str(ucf101), "--split", "1"]
+    assert train.main(["fit", "--preset", "simonyan2014", "--out", str(out), *data, *FAST, "--fusion", "late-svm",
+                       "--flow-direction", "bidirectional", "--multitask-dataset", "hmdb51",
+                       "--multitask-root", str(hmdb)]) == 0
+    capsys.readouterr()
+    contract = read_checkpoint(out).contract
+    assert (contract.fusion, contract.flow_direction, contract.flow_compensation) == ("late-svm", "bidirectional",
+                                                                                      "mean")
+    assert contract.multitask is not None
+    assert train.main(["evaluate", "--model", str(out), *data, "--protocol", "clips20-flip"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"][0]["videos"] == 2
