@@ -97,7 +97,7 @@ PRESETS = (
         PresetOptions(backbone="vgg16", pretrained=True, fusion="conv", input_size=224, flow="tvl1-torch",
                       stack_length=10, segments=5, stride=10, train_strides=(5, 15)),
         "clips20-flip",
-        "UCF101 / HMDB51, mean of 3 splits: 92.5 / 65.4 (VGG-16, conv fusion after relu5_3 + 3D conv and pooling)",
+        "UCF101 / HMDB51, mean of 3 splits: 92.5 / 65.4",
         "VGG-16 towers fused by a 1x1 conv after relu5_3, then 3D conv + 3D pooling over T = 5 frames, "
         "tau drawn in 5..15 when training the head (--train-strides 5 15) and 10 at run time, the temporal "
         "tower kept beside the fused one (the head's temporal branch); tested on 20 clips per video "

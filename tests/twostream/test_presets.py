@@ -138,3 +138,11 @@ def test_simonyan2014_whole_bidirectional_multi_task_and_svm_fused(ucf101, tmp_p
     assert contract.multitask is not None
     assert train.main(["evaluate", "--model", str(out), *data, "--protocol", "clips20-flip"]) == 0
     assert json.loads(capsys.readouterr().out)["splits"][0]["videos"] == 2
+
+
+def test_the_readme_table_shows_each_preset_as_the_code_sets_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for preset in PRESETS:
+        assert f"| `{preset.name}` | `{preset.options.flags()}` | {preset.published} | `{preset.protocol}` |" in readme
