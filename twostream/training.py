@@ -36,16 +36,15 @@ from twostream.batches import (ClipFeatures, HeadSamples, LoaderSettings, TowerS
 from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
 from twostream.distributed import World, parallel, sync_batchnorm
-from twostream.errors import CheckpointError
 from twostream.model import TwoStreamNet
 from twostream.multitask import multitask_loss, task_batch_size, task_batches
 from twostream.preprocess import tower_inputs
+from twostream.progress import Progress, after_epoch, continue_from, on_cuda
 from twostream.svmfusion import fit_head_svm
 
 __all__ = ["ClipFeatures", "Progress", "TrainSettings", "clip_features", "evaluate", "gather_window", "train_head",
            "train_towers"]
 
-STAGES = ("towers", "head", "done")
 # The fusion train.py fit trains unless told otherwise (the demo model's). ModelContract's own
 # default stays 'concat': contracts already written name their fusion, but code and tests that
 # build a contract without one rely on it.
@@ -78,127 +77,16 @@ class TrainSettings:
         return LoaderSettings(self.loader_workers, pin_memory=self.device.startswith("cuda"))
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands between epochs, with everything beyond the weights that continuing it
-    exactly needs; a checkpoint stores it as ``train_state`` (plain types and tensors only, so
-    it loads with weights_only=True).
-
-    ``epoch`` epochs of ``stage`` are done. ``optimizer`` and ``scheduler`` are the stage's AdamW
-    and OneCycleLR state_dicts (moments, step counts, learning rate and momentum): None at epoch
-    0, where a stage starts both afresh. ``torch_rng`` is torch.get_rng_state(), uint8 (N,), for
-    the head's dropout masks to come on the CPU (the towers draw nothing from it, but a run
-    resumed mid-towers must still reach the head with the generator of the uninterrupted run).
-    None (a fresh run) leaves it as it is. On CUDA the dropout masks come from the device's
-    generator: ``cuda_rng`` is torch.cuda.get_rng_state(), uint8, and ``scaler`` the GradScaler's
-    state_dict (its loss scale) when the run uses fp16 autocast; both None otherwise.
-    numpy needs nothing: every epoch draws from its own np.random.default_rng([seed, stage, epoch]).
-    Every tensor is on the CPU (``_after_epoch`` copies device tensors), so the file loads anywhere.
-    """
-
-    stage: str = "towers"
-    epoch: int = 0
-    optimizer: dict | None = None
-    scheduler: dict | None = None
-    torch_rng: torch.Tensor | None = None
-    cuda_rng: torch.Tensor | None = None
-    scaler: dict | None = None
-
-    def next_stage(self) -> "Progress":
-        """Epoch 0 of the following stage: fresh optimizer, schedule and loss scale, the same
-        generators. "done" keeps nothing (the shipped model file stays small)."""
-        stage = STAGES[STAGES.index(self.stage) + 1]
-        if stage == "done":
-            return Progress(stage, 0)
-        return Progress(stage, 0, torch_rng=self.torch_rng, cuda_rng=self.cuda_rng)
-
-    def to_train_state(self) -> dict:
-        """The checkpoint's ``train_state``: stage and epoch, plus the fields that are set."""
-        state = {"stage": self.stage, "epoch": self.epoch}
-        for key in ("optimizer", "scheduler", "torch_rng", "cuda_rng", "scaler"):
-            if getattr(self, key) is not None:
-                state[key] = getattr(self, key)
-        return state
-
-    @staticmethod
-    def from_train_state(state: dict) -> "Progress":
-        """The point a checkpoint's ``train_state`` resumes from; CheckpointError (one line)
-        where it cannot resume exactly, rather than continuing a different run in silence."""
-        if not state:
-            raise CheckpointError("no training state (not written by train.py fit): nothing to resume; "
-                                  "fine-tune from it with --init instead")
-        stage, epoch = state.get("stage"), state.get("epoch")
-        if stage not in STAGES or not isinstance(epoch, int) or epoch < 0:
-            raise CheckpointError(f"malformed training state: stage {stage!r}, epoch {epoch!r}")
-        if stage == "done":  # only the held-out evaluation is left, and it draws nothing at random
-            return Progress(stage, epoch)
-        rng = state.get("torch_rng")
-        missing = [key for key in ("optimizer", "scheduler") if epoch > 0 and not isinstance(state.get(key), dict)]
-        if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
-            missing.append("torch_rng")
-        if missing:
-            raise CheckpointError(f"{stage} epoch {epoch} checkpoint lacks {', '.join(missing)} (written before "
-                                  "exact resume, or damaged): it cannot be resumed exactly; start the run again, "
-                                  "or fine-tune from it with --init")
-        cuda_rng, scaler = state.get("cuda_rng"), state.get("scaler")
-        return Progress(stage, epoch, state.get("optimizer"), state.get("scheduler"), rng,
-                        cuda_rng if isinstance(cuda_rng, torch.Tensor) else None,
-                        scaler if isinstance(scaler, dict) else None)
-
-
-def _on_cuda(device: str) -> bool:
-    return device.startswith("cuda")
-
-
 def _autocast(settings: TrainSettings):
     """fp16 autocast on CUDA when ``settings.amp``; nothing otherwise."""
-    if settings.amp and _on_cuda(settings.device):
+    if settings.amp and on_cuda(settings.device):
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
 
 
 def _scaler(settings: TrainSettings) -> torch.amp.GradScaler:
     """fp16 gradients underflow without loss scaling; disabled (a pass-through) otherwise."""
-    return torch.amp.GradScaler("cuda", enabled=settings.amp and _on_cuda(settings.device))
-
-
-def _continue(start: Progress, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-              scaler: torch.amp.GradScaler, device: str) -> None:
-    """Put a fresh optimizer, schedule, loss scale and generators where ``start`` left them: the
-    optimizer's state_dict brings the moments (load_state_dict moves them to the parameters'
-    device) and the learning rate and betas set for the next step, the scheduler's its place
-    in the cycle. A loss scale or CUDA generator from a run on another device has nothing to
-    continue here and is left out."""
-    if start.optimizer is not None:
-        opt.load_state_dict(start.optimizer)
-        sched.load_state_dict(start.scheduler)
-    if start.scaler is not None and scaler.is_enabled():
-        scaler.load_state_dict(start.scaler)
-    if start.torch_rng is not None:
-        torch.set_rng_state(start.torch_rng)
-    if start.cuda_rng is not None and _on_cuda(device):
-        torch.cuda.set_rng_state(start.cuda_rng, device)
-
-
-def _host(value):
-    """``value`` (a state_dict: nested dicts and lists of tensors and plain values) with every
-    tensor on the CPU. A CPU tensor stays itself (no copy)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _host(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_host(v) for v in value)
-    return value
-
-
-def _after_epoch(stage: str, epoch: int, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-                 scaler: torch.amp.GradScaler, device: str) -> Progress:
-    """Progress after ``epoch`` epochs, on the CPU. On the CPU the state_dicts reference the
-    live tensors: the on_epoch callback saves them before the next step changes them."""
-    return Progress(stage, epoch, _host(opt.state_dict()), sched.state_dict(), torch.get_rng_state(),
-                    torch.cuda.get_rng_state(device) if _on_cuda(device) else None,
-                    scaler.state_dict() if scaler.is_enabled() else None)
+    return torch.amp.GradScaler("cuda", enabled=settings.amp and on_cuda(settings.device))
 
 
 def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generator, size: int):
@@ -278,7 +166,7 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     steps = math.ceil(len(clips) * settings.samples_per_clip / settings.tower_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
     scaler = _scaler(settings)
-    _continue(start, opt, sched, scaler, device)
+    continue_from(start, opt, sched, scaler, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     samples, lengths = TowerSamples(clips, contract), [len(c.rgb) for c in clips.clips]
     for epoch in range(start.epoch, settings.tower_epochs):
@@ -319,7 +207,7 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
         if task is not None:
             task_hits, task_seen = world.total([task_hits.item(), task_seen], device)
             figures["task_temporal_train_acc"] = task_hits / task_seen
-        on_epoch(_after_epoch("towers", epoch + 1, opt, sched, scaler, device), figures)
+        on_epoch(after_epoch("towers", epoch + 1, opt, sched, scaler, device), figures)
 
 
 @torch.inference_mode()
@@ -370,7 +258,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     steps = math.ceil(len(feats) * settings.samples_per_clip / settings.head_batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
     scaler = _scaler(settings)
-    _continue(start, opt, sched, scaler, device)
+    continue_from(start, opt, sched, scaler, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     # Not trained here (not in the optimizer); DistributedDataParallel needs every parameter
     # that asks for a gradient to get one.
@@ -398,7 +286,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
             seen += len(labels)
             _show(bar, step, steps, loss=loss.item, acc=lambda: correct.item() / seen)
         hits, seen = world.total([correct.item(), seen], device)
-        on_epoch(_after_epoch("head", epoch + 1, opt, sched, scaler, device), {"head_train_acc": hits / seen})
+        on_epoch(after_epoch("head", epoch + 1, opt, sched, scaler, device), {"head_train_acc": hits / seen})
 
 
 @torch.inference_mode()
