@@ -66,7 +66,7 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
                    "(as --jpegs; needed when --jpegs is given)")
     f.add_argument("--head-clips-per-class", type=int, default=100,
                    help="generated clips per class for the fusion head, unseen by the towers; with --dataset, "
-                        "the head's first N training videos per class (its features are held in memory)")
+                        "the head's first N training videos per class")
     f.add_argument("--val-clips-per-class", type=int, default=40)
     f.add_argument("--real", metavar="DIR", help="real footage nobody gestures in, added as no_gesture "
                    "(default: ../shared/data/videos/real when present); split by file (twostream/realdata.py)")

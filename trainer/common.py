@@ -101,10 +101,10 @@ def machine(args) -> str:
     return f"{len(os.sched_getaffinity(0))} CPU cores"
 
 
-def check_feature_memory(model: TwoStreamNet, clips: ClipSet, device: str, budget: float | None = None) -> int:
-    """Bytes the head stage's cached tower features of ``clips`` take (both towers' maps of every
-    frame, float32, on the CPU); DataError past ``budget`` (default: half this machine's
-    memory), before the features of thousands of videos end in the OOM killer."""
+def head_features_fit(model: TwoStreamNet, clips: ClipSet, device: str, budget: float | None = None) -> bool:
+    """Whether the head stage's cached tower features of ``clips`` (both towers' maps of every
+    frame, float32, on the CPU) fit in ``budget`` bytes (default: half this machine's memory).
+    When they do not, the head stage runs the frozen towers per batch instead (train_head)."""
     height, width = model.contract.input_size
     with torch.inference_mode():
         was_training = model.training
@@ -116,7 +116,7 @@ def check_feature_memory(model: TwoStreamNet, clips: ClipSet, device: str, budge
     needed = frames * (spatial + temporal.shape[1:].numel()) * 4
     budget = budget or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2
     if needed > budget:
-        raise DataError(f"the fusion head caches both towers' features of its {len(clips)} clips ({frames} frames): "
-                        f"{needed / 2**30:.1f} GiB, over {budget / 2**30:.1f} GiB (half this machine's memory); "
-                        "train it on fewer with --head-clips-per-class N")
-    return needed
+        logger.info(f"the fusion head's cached features of {len(clips)} clips ({frames} frames) would take "
+                    f"{needed / 2**30:.1f} GiB, over {budget / 2**30:.1f} GiB (half this machine's memory): "
+                    "the frozen towers run on each batch's windows instead")
+    return needed <= budget

@@ -21,7 +21,7 @@ from twostream.flops import count_flops
 from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
-from trainer.common import check_feature_memory, clips_for, dataset_source, machine, real_footage, resolve_training_device
+from trainer.common import clips_for, dataset_source, head_features_fit, machine, real_footage, resolve_training_device
 from trainer.multitask import check_task, multitask_source, task_model_contract, task_recipe, task_train_clips
 
 logger = logging.getLogger("train")
@@ -149,13 +149,17 @@ def _fit(args, world: World) -> dict | None:
         # to trust that, and on new scenes fused fell below the temporal tower alone.
         # A --data folder has no clips to spare, so its train split serves both stages.
         # An official split's head trains on the first --head-clips-per-class videos of each class
-        # of the same train list. Plain late fusion learns nothing on windows: no features.
+        # of the same train list. Plain late fusion learns nothing on windows: no features. The
+        # towers' features of every frame are cached when they fit in memory, else computed per
+        # batch from the windows' frames (a whole split: the towers run T frames per window).
         feats = []
         if contract.fusion != "late":
             head_clips = clips_for(args, contract, "train", args.seed + seeds.HEAD_OFFSET, args.head_clips_per_class,
                                    real_videos, cap_dataset=True)
-            check_feature_memory(model, head_clips, args.device)
-            feats = clip_features(model, head_clips, desc="cache tower features", device=args.device, amp=args.amp)
+            feats = head_clips
+            if head_features_fit(model, head_clips, args.device):
+                feats = clip_features(model, head_clips, desc="cache tower features", device=args.device,
+                                      amp=args.amp)
             del head_clips
         train_head(model, feats, settings, state, lambda p, f: checkpoint_after(p, settings.head_epochs, f))
         del feats

@@ -134,6 +134,27 @@ class HeadSamples(Dataset):
         return spatial, temporal, self.feats[ci].label
 
 
+class WindowFrames(Dataset):
+    """(clip index, window end, stride) -> the window's T sampled frames as the towers take them,
+    rgb uint8 (T, 3, H, W) and flow stacks uint8 (T, 2L, H, W), and the label: HeadSamples'
+    window before the towers, for a head stage that runs the frozen towers per batch instead of
+    caching every frame's features (twostream.training.train_head)."""
+
+    def __init__(self, clips, contract: ModelContract):
+        self.clips = clips.clips
+        self.contract = contract
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: tuple[int, int, int]):
+        ci, end, stride = index
+        clip, length = self.clips[ci], self.contract.stack_length
+        frames = WindowPlan.of(self.contract, stride=stride).sampled(end)  # each >= L: a full stack
+        stacks = np.stack([stack_fields(clip.flow[f - length + 1:f + 1]) for f in frames])
+        return np.ascontiguousarray(clip.rgb[frames]), stacks, clip.label
+
+
 def collate(rows: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of (a, b, label) -> (stacked a (B, ...), stacked b (B, ...), labels int64 (B,))."""
     first, second, labels = zip(*rows)

@@ -10,6 +10,8 @@ is needed to fit only, never to run.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import torch
 
@@ -22,26 +24,28 @@ SVM_C = 1.0  # LinearSVC's default: the scores are normalised, so one C suits ev
 
 
 @torch.inference_mode()
-def window_logits(model: TwoStreamNet, feats: list[ClipFeatures], per_clip: int,
-                  batch: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def window_logits(model: TwoStreamNet, feats: Iterable[ClipFeatures], per_clip: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-tower logits (N, K) x 2 and labels (N,) of up to ``per_clip`` windows per clip at the
-    run-time stride, on the CPU; the head runs where ``model`` is."""
+    run-time stride, on the CPU; the head runs where ``model`` is. ``feats`` is read once, one
+    clip at a time (it may compute each clip's features as it is read)."""
     contract = model.contract
     device = next(model.head.parameters()).device
     plan = WindowPlan.of(contract)
-    windows = [(f, end) for f in feats for end in plan.spread_ends(len(f.spatial), per_clip)]
-    spatial, temporal = [], []
-    for start in range(0, len(windows), batch):
-        pairs = [gather_window(f, end, contract, contract.stride) for f, end in windows[start:start + batch]]
-        s = torch.stack([p[0] for p in pairs]).to(device)
-        t = torch.stack([p[1] for p in pairs]).to(device)
-        s_logits, t_logits = model.head.tower_logits(s, t)
+    spatial, temporal, labels = [], [], []
+    for f in feats:
+        ends = plan.spread_ends(len(f.spatial), per_clip)
+        if not ends:
+            continue
+        pairs = [gather_window(f, end, contract, contract.stride) for end in ends]
+        s_logits, t_logits = model.head.tower_logits(torch.stack([p[0] for p in pairs]).to(device),
+                                                     torch.stack([p[1] for p in pairs]).to(device))
         spatial.append(s_logits.float().cpu())
         temporal.append(t_logits.float().cpu())
-    if not windows:
+        labels += [f.label] * len(ends)
+    if not labels:
         raise DataError("no training window for the SVM: every clip is shorter than one window")
-    labels = torch.tensor([f.label for f, _ in windows])
-    return torch.cat(spatial), torch.cat(temporal), labels
+    return torch.cat(spatial), torch.cat(temporal), torch.tensor(labels)
 
 
 def fit_svm(spatial: torch.Tensor, temporal: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -72,7 +76,7 @@ def install_svm(model: TwoStreamNet, coef: np.ndarray, intercept: np.ndarray) ->
         head.svm_intercept.copy_(torch.from_numpy(intercept))
 
 
-def fit_head_svm(model: TwoStreamNet, feats: list[ClipFeatures], per_clip: int = 8, seed: int = 0) -> dict:
+def fit_head_svm(model: TwoStreamNet, feats: Iterable[ClipFeatures], per_clip: int = 8, seed: int = 0) -> dict:
     """Fit the SVM on training windows of ``feats`` (training-split clips' tower features) and
     install it; returns the figures a training epoch reports (windows, training top-1 of the
     SVM and of the logits' mean, for comparison)."""

@@ -31,8 +31,8 @@ from torch import nn
 from tqdm import tqdm
 
 from twostream import seeds
-from twostream.batches import (ClipFeatures, HeadSamples, LoaderSettings, TowerSamples, collate, gather_window,
-                               head_plan, loader, to_device, tower_plan, tower_tensors)
+from twostream.batches import (ClipFeatures, HeadSamples, LoaderSettings, TowerSamples, WindowFrames, collate,
+                               gather_window, head_plan, loader, to_device, tower_plan, tower_tensors)
 from twostream.contract import ModelContract
 from twostream.data import ClipSet, eval_windows
 from twostream.distributed import World, parallel, sync_batchnorm
@@ -240,18 +240,25 @@ def features_of(model: TwoStreamNet, clip, batch: int = 128, device: str = "cpu"
     return ClipFeatures(spatial, temporal, clip.label)
 
 
-def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSettings, start: Progress,
+def train_head(model: TwoStreamNet, feats: list[ClipFeatures] | ClipSet, settings: TrainSettings, start: Progress,
                on_epoch: Callable[[Progress, dict], None]) -> None:
-    """The fusion head on windows of cached tower features, tau drawn in ``settings.strides``,
-    from ``start`` (Progress("head") for a fresh run); ``on_epoch(progress, figures)`` after each
-    epoch. ``model`` is already on ``settings.device``; ``feats`` are on the CPU (clip_features)."""
+    """The fusion head on windows of tower features, tau drawn in ``settings.strides``, from
+    ``start`` (Progress("head") for a fresh run); ``on_epoch(progress, figures)`` after each
+    epoch. ``model`` is already on ``settings.device``, its towers frozen. ``feats``: every
+    frame's features, cached on the CPU (clip_features); or the clips themselves, when those
+    would not fit in memory: the frozen towers then run on each batch's window frames (the same
+    features, computed per batch; each window's T frames through both towers)."""
     contract, device = model.contract, settings.device
     head = model.head
     params = [p for name, p in head.named_parameters() if not name.startswith(("spatial_fc", "temporal_fc"))]
     world = settings.world
+    streamed = isinstance(feats, ClipSet)
     if not params:  # late fusion: the per-frame classifiers are the whole head (and late-svm's SVM on them)
         # Under torchrun rank 0 alone fits the SVM: it alone evaluates and writes the model file.
-        figures = fit_head_svm(model, feats, seed=settings.seed) if head.fusion == "late-svm" and world.main else {}
+        model.eval()  # features as clip_features computes them: BatchNorm's running statistics
+        clip_feats = (features_of(model, c, device=device) for c in feats.clips) if streamed else feats
+        figures = fit_head_svm(model, clip_feats, seed=settings.seed) if head.fusion == "late-svm" and world.main \
+            else {}
         on_epoch(Progress("head", settings.head_epochs), figures)
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -265,12 +272,16 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
     for p in list(head.spatial_fc.parameters()) + list(head.temporal_fc.parameters()):
         p.requires_grad_(False)
     net = parallel(head, world, device)
-    samples, lengths = HeadSamples(feats, contract), [len(f.spatial) for f in feats]
+    if streamed:
+        samples, lengths = WindowFrames(feats, contract), [len(c.rgb) for c in feats.clips]
+    else:
+        samples, lengths = HeadSamples(feats, contract), [len(f.spatial) for f in feats]
     for epoch in range(start.epoch, settings.head_epochs):
         rng = np.random.default_rng([settings.seed, 2, epoch])
         plan = [world.shard(rows) for rows in head_plan(lengths, contract, rng, settings.head_batch, steps,
                                                          settings.strides)]
         batches = loader(samples, plan, settings.loading)
+        model.eval()  # the towers run (when streamed) as they do live: BatchNorm's running statistics
         head.train()
         bar = tqdm(batches, total=steps, desc=f"head epoch {epoch + 1}/{settings.head_epochs}", unit="step",
                    disable=None)
@@ -279,6 +290,9 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures], settings: TrainSe
         for step, batch in enumerate(bar):
             spatial, temporal, labels = to_device(batch, device)
             with _autocast(settings):
+                if streamed:  # window frames (B, T, 3, H, W), (B, T, 2L, H, W) -> features (B, T, C, h, w)
+                    with torch.no_grad():
+                        spatial, temporal = (x.float() for x in model.features(spatial.float(), temporal.float()))
                 logits = net(spatial, temporal)
                 loss = loss_fn(logits, labels)
             _step(loss, opt, sched, scaler)

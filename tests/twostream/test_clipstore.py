@@ -8,17 +8,20 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+import torch
 
 import train
 from tests.twostream.dataset_layouts import DIRECTIONS, FRAMES, UCF_CLASSES, write_jpegs, write_ucf101
 from twostream import clipstore, datasets
+from twostream.checkpoint import read_checkpoint
 from twostream.clipstore import ClipStore
 from twostream.contract import FlowSource, ModelContract
-from twostream.data import ClipPrep, ClipSet
+from twostream.data import ClipPrep
 from twostream.datasets import dataset_clips, read_ucf101
 from twostream.errors import DataError
 from twostream.model import TwoStreamNet
-from trainer.common import check_feature_memory
+from trainer.common import head_features_fit
+from twostream.training import Progress, TrainSettings, clip_features, train_head
 
 LIVE = ModelContract(classes=UCF_CLASSES, backbone="tiny", fusion="late",
                      input_size=(32, 32), flow_method="dis-ultrafast", stack_length=2, num_segments=2, stride=1)
@@ -89,15 +92,39 @@ def test_a_store_on_a_disk_too_small_is_one_error_before_decoding(tmp_path, monk
         dataset_clips(split, "train", LIVE, ClipPrep.of(LIVE, cache=tmp_path / "cache"))
 
 
-def test_the_head_stage_refuses_features_that_would_not_fit_in_memory(tmp_path):
+def test_the_head_stage_caches_features_only_when_they_fit_in_memory(tmp_path):
     split = read_ucf101(write_ucf101(tmp_path / "UCF-101", per_class=2), 1)
     clips = dataset_clips(split, "train", LIVE, ClipPrep.of(LIVE))
     model = TwoStreamNet(LIVE).train()
-    needed = check_feature_memory(model, clips, "cpu", budget=2**30)
-    assert needed == len(clips) * FRAMES * 2 * 96 * 2 * 2 * 4  # tiny: 96 x 2 x 2 maps at 32x32, both towers, fp32
+    needed = len(clips) * FRAMES * 2 * 96 * 2 * 2 * 4  # tiny: 96 x 2 x 2 maps at 32x32, both towers, fp32
+    assert head_features_fit(model, clips, "cpu", budget=needed)
+    assert not head_features_fit(model, clips, "cpu", budget=needed - 1)
     assert model.training  # measured in eval mode, left as it was
-    with pytest.raises(DataError, match=r"caches both towers' features of its 2 clips .* --head-clips-per-class N"):
-        check_feature_memory(model, ClipSet(clips.clips, clips.classes), "cpu", budget=needed - 1)
+
+
+@pytest.mark.parametrize("fusion", ["conv", "late-svm"])
+def test_a_head_trained_on_window_frames_is_the_head_trained_on_cached_features(tmp_path, fusion):
+    """When the features would not fit in memory the towers run per batch: the same features, so
+    the same head (to float rounding of other batch sizes)."""
+    split = read_ucf101(write_ucf101(tmp_path / "UCF-101", per_class=3), 1)
+    contract = dataclasses.replace(LIVE, fusion=fusion)
+    clips = dataset_clips(split, "train", contract, ClipPrep.of(contract))
+    heads = []
+    for source in ("cached", "streamed"):
+        torch.manual_seed(0)
+        model = TwoStreamNet(contract)
+        for p in list(model.spatial_tower.parameters()) + list(model.temporal_tower.parameters()):
+            p.requires_grad_(False)
+        feats = clip_features(model, clips) if source == "cached" else clips
+        train_head(model, feats, TrainSettings(head_epochs=2, head_batch=4, samples_per_clip=2), Progress("head"),
+                   lambda progress, figures: None)
+        heads.append(model.head.state_dict())
+    for name, cached in heads[0].items():
+        torch.testing.assert_close(heads[1][name], cached, rtol=1e-4, atol=1e-5, msg=name)
+    if fusion == "conv":  # and it did learn: the fused classifier moved from its initial weights
+        torch.manual_seed(0)
+        untrained = TwoStreamNet(contract).head.state_dict()
+        assert not torch.allclose(heads[1]["fused_fc.weight"], untrained["fused_fc.weight"])
 
 
 def test_fit_on_a_stored_split_and_plain_late_fusion_skips_the_head_features(tmp_path, monkeypatch, capsys):
@@ -127,3 +154,22 @@ def test_bidirectional_fields_are_stored_with_their_four_channels(tmp_path):
     np.testing.assert_array_equal(stored.clips[1].flow, in_memory.clips[1].flow)
     forward = dataset_clips(split, "train", LIVE, ClipPrep.of(LIVE, cache=tmp_path / "cache"))  # another entry
     assert forward.clips[0].flow.shape == (FRAMES, 2, 32, 32)
+
+
+def test_fit_streams_the_head_windows_when_their_features_would_not_fit(tmp_path, monkeypatch, capsys):
+    root = write_ucf101(tmp_path / "UCF-101", per_class=3)
+    from trainer import fit as train_fit
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("the head cached features that would not fit")
+
+    monkeypatch.setattr(train_fit, "head_features_fit", lambda model, clips, device: False)
+    monkeypatch.setattr(train_fit, "clip_features", no_features)
+    argv = ["fit", "--out", str(tmp_path / "m.pt"), "--dataset", "ucf101", "--root", str(root), "--split", "1",
+            "--backbone", "tiny", "--fusion", "conv", "--input-size", "32", "--flow", "dis-ultrafast",
+            "--stack-length", "2", "--segments", "2", "--stride", "1", "--tower-epochs", "1", "--head-epochs", "1",
+            "--batch", "4", "--samples-per-clip", "2", "--no-real", "--workers", "1", "--per-clip", "1"]
+    assert train.main(argv) == 0
+    assert '"top1_fused"' in capsys.readouterr().out
+    history = read_checkpoint(tmp_path / "m.pt").metrics["history"]
+    assert [h["stage"] for h in history] == ["towers", "head"] and "head_train_acc" in history[1]
