@@ -40,7 +40,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
                        help="where the model and torch flow (tvl1-torch) run (default auto: CUDA when present)")
         p.add_argument("--flow-cache", type=Path, metavar="DIR",
                        help="keep preprocessed clips (rgb and flow) here and reuse them: keyed by the clip's "
-                            "frames and every flow parameter (twostream/flowcache.py)")
+                            "frames and every flow parameter (twostream/flowcache.py); with --dataset, the split's "
+                            "videos, read memory-mapped, so a split larger than memory trains (twostream/clipstore.py)")
         p.add_argument("--dataset", choices=DATASETS, help="an official split of UCF101 or HMDB51 (with --root)")
         p.add_argument("--root", type=Path, help="the dataset as distributed: one folder of videos per class")
         p.add_argument("--lists", type=Path, help="its split lists (default: ROOT/ucfTrainTestlist or "
