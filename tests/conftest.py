@@ -38,3 +38,14 @@ def make_perturbed_model():
         return model
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for a test: tiny convolutions gain nothing from a second one, and on a
+    2-core machine busy with other jobs OpenMP's waiting threads made the resume test ten times
+    slower (5 s vs 54 s); torchrun's processes run so too (OMP_NUM_THREADS=1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

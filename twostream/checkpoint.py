@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -157,24 +158,30 @@ def _load_failure(exc: Exception) -> str:
     return f"truncated or corrupt: {text.split('. ')[0][:160]}"
 
 
+def tensor_problems(found: dict, expected: dict, name: Callable[[str], str] = str) -> list[str]:
+    """What keeps the tensors ``found`` from loading strictly where a module's state_dict
+    ``expected`` has its own: missing, unexpected and misshaped ones, each kind counted with its
+    first (``name`` spells a key as the user knows it). Empty when they load."""
+    missing = [key for key in expected if key not in found]
+    extra = [key for key in found if key not in expected]
+    shapes = [f"{key}: file {tuple(found[key].shape)}, expected {tuple(value.shape)}"
+              for key, value in expected.items() if key in found and tuple(found[key].shape) != tuple(value.shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors missing (first: {name(missing[0])})")
+    if extra:
+        problems.append(f"{len(extra)} unexpected tensors (first: {name(extra[0])})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches (first: {name(shapes[0])})")
+    return problems
+
+
 def build_model(checkpoint: Checkpoint) -> TwoStreamNet:
     """Instantiate the network its contract describes and load the weights strictly."""
     model = TwoStreamNet(checkpoint.contract)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(checkpoint.state_dict))
-    unexpected = sorted(set(checkpoint.state_dict) - set(expected))
-    shapes = [f"{k}: file {tuple(checkpoint.state_dict[k].shape)} vs code {tuple(v.shape)}"
-              for k, v in expected.items()
-              if k in checkpoint.state_dict and tuple(checkpoint.state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensors (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (first: {shapes[0]})")
-        raise CheckpointError("checkpoint does not match the model code: " + "; ".join(parts))
+    problems = tensor_problems(checkpoint.state_dict, model.state_dict())
+    if problems:
+        raise CheckpointError("checkpoint does not match the model code: " + "; ".join(problems))
     model.load_state_dict(checkpoint.state_dict)
     return model.eval()
 

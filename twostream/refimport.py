@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from twostream.backbones import build_backbone
-from twostream.checkpoint import load_untrusted
+from twostream.checkpoint import load_untrusted, tensor_problems
 from twostream.contract import ModelContract
 from twostream.errors import CheckpointError, DataError
 from twostream.model import TwoStreamNet
@@ -152,17 +152,7 @@ def _check_trunk(path: Path, trunk: dict, in_channels: int, net: str) -> None:
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in trunk:
             trunk[key] = torch.zeros((), dtype=value.dtype)
-    missing = [key for key in expected if key not in trunk]
-    extra = [key for key in trunk if key not in expected]
-    shapes = [f"{key}: file {tuple(trunk[key].shape)}, ResNet-101 {tuple(value.shape)}"
-              for key, value in expected.items() if key in trunk and trunk[key].shape != value.shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} tensors missing (first: {_reference_name(missing[0])})")
-    if extra:
-        problems.append(f"{len(extra)} unexpected tensors (first: {_reference_name(extra[0])})")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatches (first: {_reference_name(shapes[0])})")
+    problems = tensor_problems(trunk, expected, _reference_name)
     if problems:
         raise CheckpointError(f"{path}: not the reference's ResNet-101 {net} net: " + "; ".join(problems))
     for key, value in expected.items():

@@ -91,15 +91,6 @@ def _torchrun(*argv: str) -> subprocess.CompletedProcess:
                            *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def one_thread():
-    """As the torchrun processes run (OMP_NUM_THREADS=1); faster too on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_two_processes_train_what_one_process_trains_on_the_same_global_batch(tmp_path, capsys, one_thread):
     """torchrun train.py fit, 2 gloo processes each on 4 rows of every batch of 8 (the towers through

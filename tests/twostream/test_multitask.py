@@ -26,14 +26,6 @@ CONTRACT = ModelContract(classes=("a", "b", "c"), backbone="tiny", input_size=(3
                          num_segments=2, stride=2)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _clips(classes, count, seed, frames=10) -> ClipSet:
     rng = np.random.default_rng(seed)
     return ClipSet(tuple(Clip(rng.integers(0, 256, (frames, 3, 32, 32), dtype=np.uint8),

@@ -82,16 +82,6 @@ def _weights_equal(a: dict, b: dict) -> bool:
     return all(torch.allclose(a[k].double(), b[k].double()) for k in a)
 
 
-@pytest.fixture
-def one_thread():
-    """These tiny convolutions gain nothing from a second thread, and on a 2-core machine busy
-    with other jobs OpenMP's waiting threads made the resume test ten times slower (5 s vs 54 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, capsys, one_thread):
     _generate_once(monkeypatch)
     expected = read_checkpoint(_fit(tmp_path, *EXACT))

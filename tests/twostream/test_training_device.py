@@ -55,14 +55,6 @@ def _only_cpu_tensors(path) -> int:
     return len(tensors)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_loader_workers_give_the_same_batches_and_weights(tmp_path, monkeypatch, one_thread):
     rendered, used = {}, []
     real_generate, real_loader = train_common.generate_clips, training.loader
