@@ -388,7 +388,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run(args)
     except RecognizerError as exc:
@@ -400,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130  # interrupted before the pipeline ran: nothing to summarise
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # a caller's own handling (tests call main in-process)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ for every command and subcommand; a server address that is taken is found before
 from __future__ import annotations
 
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +86,15 @@ def test_a_host_that_is_not_this_machine_is_one_line(host, words, capsys):
     assert app.main(["--host", host, "--model", "/nonexistent/model.pt"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and words in err, err
+
+
+def test_app_main_gives_the_callers_sigterm_handling_back():
+    """app.main turns SIGTERM into Ctrl-C's clean path while it runs, and only then: a handler
+    left behind is inherited by every process the caller forks later (twostream.data's clip
+    workers reset it, see test_data.py)."""
+    before = signal.getsignal(signal.SIGTERM)
+    assert app.main(["--host", "no-such-host.invalid", "--model", "/nonexistent/model.pt"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_malloc_arenas_are_capped_unless_the_user_set_them(monkeypatch):

@@ -20,6 +20,7 @@ look each clip up first and only a miss is computed, and stored.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import zlib
 from dataclasses import dataclass
 from collections import deque
@@ -123,12 +124,23 @@ def _finished(items: Iterable[Clip | _Pending], prep: ClipPrep) -> list[Clip]:
             for item in items]
 
 
+def _init_worker() -> None:
+    """A forked clip worker: one torch thread, and SIGTERM's default action back.
+
+    One thread: a forked child whose parent already ran torch's OpenMP thread pool hangs in its
+    first parallel op (measured: tvl1-torch flow of held-out clips rendered after training never
+    returned), and with one thread it never enters one; nor do the workers then oversubscribe
+    the cores. SIGTERM: a fork inherits the parent's Python-level handler (app.py turns SIGTERM
+    into Ctrl-C's clean path), which runs only between bytecodes, so Pool.terminate's SIGTERM
+    landing just before a worker blocks on the task queue's lock was lost and the worker waited
+    there for good (seen: the test suite hung in Pool.__exit__); the default action kills it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+
+
 def _pool(workers: int):
-    """Forked clip workers, one torch thread each. Why one: a forked child whose parent already
-    ran torch's OpenMP thread pool hangs in its first parallel op (measured: tvl1-torch flow of
-    held-out clips rendered after training never returned), and with one thread it never enters
-    one; nor do ``workers`` processes then oversubscribe the cores."""
-    return multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,))
+    """Forked clip workers (_init_worker)."""
+    return multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
 
 
 def _in_windows(pool, fn: Callable, jobs: list, workers: int) -> Iterator:
