@@ -103,6 +103,8 @@ class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
         self._fields_fn = fields_fn
         self._upload = Upload(spec.device)
         self._resize = FrameResizer(spec.size)
+        # flow on greys of the contract's flow_frame_size, when it names one (the fields come back at spec.size)
+        self._grey = None if spec.frame_size is None else FrameResizer(spec.grey_size)
         self._cuda = torch.device(spec.device).type == "cuda"
         self._no_motion = torch.full((1, spec.channels, *spec.size), NO_MOTION, dtype=torch.uint8, device=spec.device)
         self._prev_grey: torch.Tensor | None = None
@@ -110,7 +112,10 @@ class DeviceFlowStage(ProcessingStage[Frame, FlowField]):
 
     def process(self, frame: Frame) -> FlowField:
         started = time.perf_counter()
-        rgb, grey = self._resize(self._upload(frame.bgr))
+        bgr = self._upload(frame.bgr)
+        rgb, grey = self._resize(bgr)
+        if self._grey is not None:
+            grey = self._grey(bgr)[1]
         field = self._no_motion if self._prev_grey is None else self._fields_fn(self._prev_grey, grey)
         seq = self._seq
         self.frames.write(seq, rgb[0])

@@ -49,7 +49,7 @@ class FlowSettings:
         # tvl1-torch runs the contract's own TV-L1 parameters (FlowSpec's fast preset when the
         # contract names another method and a mismatch was allowed)
         return FlowSpec(method, size, contract.flow_bound, contract.flow_compensation, contract.tvl1, self.device,
-                        contract.flow_direction)
+                        contract.flow_direction, contract.flow_frame_size and tuple(contract.flow_frame_size))
 
 
 class FlowStage(ProcessingStage[Frame, FlowField]):

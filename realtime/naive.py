@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from engines.base import Backend
-from twostream.preprocess import FlowSpec, OpticalFlow, WindowPlan, flow_field, resize_frame, stack_fields
+from twostream.preprocess import FlowSpec, OpticalFlow, WindowPlan, flow_field, stack_fields
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class NaiveScorer:
 
     def push(self, bgr: np.ndarray, decode_ms: float = 0.0) -> tuple[np.ndarray, NaiveTimes] | None:
         """Add a frame (h, w, 3) BGR; returns (logits (K,), times) when it ends a window."""
-        self._recent.append(resize_frame(bgr, self.spec.size))
+        self._recent.append(self.spec.resize(bgr))
         seq = self._seen
         self._seen += 1
         if not self.plan.is_scored(seq):
@@ -61,7 +61,8 @@ class NaiveScorer:
         stacks = []
         for s in sampled:
             fields = [flow_field(self._flow, self._recent[i - 1][1], self._recent[i][1], self.spec.bound,
-                                 self.spec.compensation, self.spec.direction) for i in range(s - length + 1, s + 1)]
+                                 self.spec.compensation, self.spec.direction, self.spec.size)
+                      for i in range(s - length + 1, s + 1)]
             stacks.append(stack_fields(np.stack(fields)))
         flow = np.stack(stacks).astype(np.float32)
         t_flow = time.perf_counter()

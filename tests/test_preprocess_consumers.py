@@ -96,12 +96,16 @@ def frames(request) -> np.ndarray:
     return _generated_frames() if request.param == "generated" else _real_frames()
 
 
-@pytest.fixture(scope="module", params=["none", "mean", "median", "mean bidirectional"])
+@pytest.fixture(scope="module", params=["none", "mean", "median", "mean bidirectional", "mean frames 48x80"])
 def contract(request) -> ModelContract:
-    """A small contract, with each camera-motion compensation (flow_compensation), and mean
-    subtraction with bidirectional stacks (flow_direction: slots of 4 channels)."""
-    compensation, _, direction = request.param.partition(" ")
-    return ModelContract(**SMALL, flow_compensation=compensation, flow_direction=direction or "forward")
+    """A small contract, with each camera-motion compensation (flow_compensation), mean
+    subtraction with bidirectional stacks (flow_direction: slots of 4 channels), and flow on
+    frames of their own size resized to the model's (flow_frame_size)."""
+    compensation, _, rest = request.param.partition(" ")
+    if rest.startswith("frames "):
+        height, width = (int(n) for n in rest.split()[1].split("x"))
+        return ModelContract(**SMALL, flow_compensation=compensation, flow_frame_size=(height, width))
+    return ModelContract(**SMALL, flow_compensation=compensation, flow_direction=rest or "forward")
 
 
 @pytest.fixture(scope="module")

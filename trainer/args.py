@@ -139,6 +139,9 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     i.add_argument("--out", required=True, help="model file to write")
     i.add_argument("--flow", choices=FLOW_METHODS, default="tvl1", help="live flow (default: TV-L1, as trained)")
     i.add_argument("--flow-bound", type=float, default=REFERENCE_FLOW_BOUND, help="px its flow JPEGs spanned")
+    i.add_argument("--flow-frame-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="the frames its flow JPEGs were extracted from, e.g. 240 320 (UCF101's own): live flow "
+                        "runs at that size and is resized to 224x224 with its pixel values kept (default: at 224x224)")
     i.add_argument("--segments", type=int, default=contract("num_segments"), help="frames averaged per window")
     i.add_argument("--stride", type=int, default=contract("stride"))
     c = sub.add_parser("card", help="write the model card (MODEL.md) from what the checkpoint records")

@@ -99,8 +99,11 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         + f", fusion `{c.fusion}`" + _FUSION_WORDS.get(c.fusion, _CONV_FUSION),
         f"- input {c.input_size[0]}x{c.input_size[1]} (whole frame resized, no crop), {c.channel_order.upper()} 0..255, "
         f"mean {list(c.rgb_mean)}, std {list(c.rgb_std)} (applied inside the network)",
-        f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "
-        f"compensation `{c.flow_compensation}`, clipped to "
+        (f"- flow `{c.flow_method}` at {c.input_size[0]}x{c.input_size[1]} on grey frames, camera-motion "
+         if c.flow_frame_size is None else
+         f"- flow `{c.flow_method}` on grey frames of {c.flow_frame_size[0]}x{c.flow_frame_size[1]}, each field "
+         f"resized to {c.input_size[0]}x{c.input_size[1]} with its values kept (px of those frames), camera-motion ")
+        + f"compensation `{c.flow_compensation}`, clipped to "
         f"±{c.flow_bound:g} px, {c.flow_quantisation}",
         *([f"- trained on pre-extracted `{c.flow_source.method}` flow JPEGs (±{c.flow_source.bound:g} px, "
            f"{c.flow_source.quantisation}), read back to px, resized with the frames and quantised as above; "

@@ -151,7 +151,7 @@ class ModelContract:
 
     Frames of any size are resized (not cropped) to ``input_size`` = (H, W); RGB enters the
     spatial tower as float 0..255 in ``channel_order``; flow is computed on the same resized
-    grey frames with ``flow_method``, camera motion compensated as ``flow_compensation`` says, clipped to ±``flow_bound`` px, quantised to uint8 as
+    grey frames (or frames of ``flow_frame_size``, the fields then resized) with ``flow_method``, camera motion compensated as ``flow_compensation`` says, clipped to ±``flow_bound`` px, quantised to uint8 as
     ``flow_quantisation`` says, and stacked L fields deep (2L channels, ``flow_channel_order``; pointing as
     ``flow_direction`` says).
     The network normalises internally: rgb -> (x/255 - mean)/std, flow -> (q - 128)/(128/bound),
@@ -187,6 +187,11 @@ class ModelContract:
     # One of FLOW_DIRECTIONS. Compared: it changes the temporal tower's input. Absent in older
     # files, whose stacks were all forward.
     flow_direction: str = "forward"
+    # (H, W) of the grey frames flow is computed on, when not input_size: each field is then
+    # resized to input_size with its displacement left in pixels of those frames, not rescaled,
+    # as the ResNet-101 reference's flow JPEGs were (computed on the source frames, resized by
+    # its loader). None: flow on the input_size frames (older files). Compared.
+    flow_frame_size: tuple[int, int] | None = None
     num_segments: int = 5  # T: sampled frames per window
     stride: int = 3  # tau: frames between sampled frames at run time
     train_fps: float = 25.0  # frame rate of the training clips; tau is in frames of this rate
@@ -221,6 +226,12 @@ class ModelContract:
             problems.append(f"flow_method {self.flow_method!r} is not one of {FLOW_METHODS}")
         if min(self.input_size) < 32:
             problems.append(f"input_size {self.input_size} is below 32 px")
+        if self.flow_frame_size is not None:
+            if len(self.flow_frame_size) != 2 or min(self.flow_frame_size) < 32:
+                problems.append(f"flow_frame_size {self.flow_frame_size} is not an (H, W) of at least 32 px")
+            if self.flow_source is not None:
+                problems.append("flow_frame_size is for flow computed from frames, not pre-extracted flow "
+                                "(read at input_size, displacement rescaled)")
         if self.stack_length < 1 or self.num_segments < 1 or self.stride < 1:
             problems.append("stack_length, num_segments and stride must be >= 1")
         if self.channel_order != "rgb":

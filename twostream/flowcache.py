@@ -42,9 +42,10 @@ VERSION = 1
 def spec_record(spec: FlowSpec) -> str:
     """The spec as the cache keys it: JSON of every field but ``device`` (nested TV-L1
     parameters included), so a field added to FlowSpec later is part of the key unasked.
-    ``direction`` only when not "forward": entries made before it existed stay valid."""
+    ``direction`` only when not "forward", ``frame_size`` only when set: entries made before
+    they existed stay valid."""
     fields = {k: v for k, v in dataclasses.asdict(spec).items()
-              if k != "device" and not (k == "direction" and v == "forward")}
+              if k != "device" and not (k == "direction" and v == "forward") and not (k == "frame_size" and v is None)}
     return json.dumps(fields, sort_keys=True)
 
 

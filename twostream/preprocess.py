@@ -9,6 +9,8 @@ call these functions and none re-implements a step, so training sees exactly wha
              -> rgb planes (3, H, W) uint8 and grey (H, W) uint8          resize_frame
     pair     grey i-1, grey i -> displacement (H, W, 2) float32 px        OpticalFlow
              (tvl1-torch: twostream.tvl1 on spec.device, a whole clip's pairs batched)
+             with contract.flow_frame_size the greys are of that size instead, and the
+             displacement is resized to (H, W), its values kept (px of those frames)
              -> minus its mean or median per axis (contract.flow_compensation)  compensate
              -> clipped to ±bound, quantised to uint8 planes (2, H, W):
                 q = clip(round(f * 128 / bound) + 128, 0, 255)            quantise_flow
@@ -128,15 +130,23 @@ def field_channels(direction: str) -> int:
 
 
 def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound: float,
-               compensation: str = "none", direction: str = "forward") -> np.ndarray:
-    """The quantised field between two resized grey frames (H, W): uint8 planes (2, H, W), or
+               compensation: str = "none", direction: str = "forward",
+               size: tuple[int, int] | None = None) -> np.ndarray:
+    """The quantised field between two resized grey frames (h, w): uint8 planes (2, H, W), or
     (4, H, W) "bidirectional": the backward field flow(grey -> prev_grey) after the forward one,
-    each compensated on its own."""
-    forward = quantise_flow(compensate(flow(prev_grey, grey), compensation), bound)
+    each compensated on its own. (H, W) = ``size``, the displacement resized there with its
+    values kept (contract.flow_frame_size); None: the greys' own (h, w)."""
+
+    def field(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        d = flow(a, b)
+        if size is not None and d.shape[:2] != tuple(size):
+            d = cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return quantise_flow(compensate(d, compensation), bound)
+
+    forward = field(prev_grey, grey)
     if field_channels(direction) == 2:
         return forward
-    backward = quantise_flow(compensate(flow(grey, prev_grey), compensation), bound)
-    return np.concatenate((forward, backward))
+    return np.concatenate((forward, field(grey, prev_grey)))
 
 
 def no_motion(size: tuple[int, int], channels: int = 2) -> np.ndarray:
@@ -166,7 +176,8 @@ class FlowSpec:
     differ only when a user explicitly allowed a contract mismatch. ``tvl1``: the parameters
     tvl1-torch runs with (the contract's; ignored by other methods); ``device``: where torch
     flow runs (a torch device name, see twostream.devices; not part of the contract);
-    ``direction``: the contract's flow_direction (fields of ``channels`` channels)."""
+    ``direction``: the contract's flow_direction (fields of ``channels`` channels);
+    ``frame_size``: the contract's flow_frame_size, (H, W) of the greys flow runs on (None: ``size``)."""
 
     method: str
     size: tuple[int, int]  # (H, W)
@@ -175,6 +186,7 @@ class FlowSpec:
     tvl1: TVL1Params | None = None
     device: str = "cpu"
     direction: str = "forward"
+    frame_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # the contract's rule: tvl1-torch without parameters runs the fast preset
@@ -190,7 +202,18 @@ class FlowSpec:
     @classmethod
     def of(cls, contract: ModelContract, device: str = "cpu") -> "FlowSpec":
         return cls(contract.flow_method, tuple(contract.input_size), contract.flow_bound,
-                   contract.flow_compensation, contract.tvl1, device, contract.flow_direction)
+                   contract.flow_compensation, contract.tvl1, device, contract.flow_direction,
+                   contract.flow_frame_size and tuple(contract.flow_frame_size))
+
+    @property
+    def grey_size(self) -> tuple[int, int]:
+        """(H, W) of the grey frames flow runs on."""
+        return tuple(self.frame_size or self.size)
+
+    def resize(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BGR (h, w, 3) -> (rgb planes (3, H, W) at ``size``, grey (h', w') at grey_size)."""
+        rgb, grey = resize_frame(bgr, self.size)
+        return (rgb, grey) if self.frame_size is None else (rgb, resize_frame(bgr, self.grey_size)[1])
 
 
 class FlowTracker:
@@ -209,7 +232,7 @@ class FlowTracker:
 
     def push(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR (h, w, 3) -> (rgb (3, H, W) uint8, field (C, H, W) uint8), C = spec.channels."""
-        rgb, grey = resize_frame(bgr, self.spec.size)
+        rgb, grey = self.spec.resize(bgr)
         if self.spec.method == "tvl1-torch":
             grey = torch.from_numpy(grey).to(self.spec.device)[None]
         if self._prev_grey is None:
@@ -218,7 +241,7 @@ class FlowTracker:
             field = torchprep.flow_fields(self._prev_grey, grey, self.spec)[0].cpu().numpy()
         else:
             field = flow_field(self._flow, self._prev_grey, grey, self.spec.bound, self.spec.compensation,
-                               self.spec.direction)
+                               self.spec.direction, self.spec.size)
         self._prev_grey = grey
         return rgb, field
 
@@ -248,7 +271,7 @@ def _preprocess_clip_torch(frames_bgr, spec: FlowSpec) -> tuple[np.ndarray, np.n
         # A forked clip worker (twostream.data): OpenMP's thread pool does not survive fork, and
         # the first parallel torch op would hang for good. The workers are the parallelism.
         torch.set_num_threads(1)
-    resized = [resize_frame(frame, spec.size) for frame in frames_bgr]
+    resized = [spec.resize(frame) for frame in frames_bgr]
     if not resized:
         return np.zeros((0, 3, height, width), np.uint8), np.zeros((0, spec.channels, height, width), np.uint8)
     greys = torch.from_numpy(np.stack([grey for _, grey in resized])).to(spec.device)

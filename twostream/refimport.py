@@ -168,14 +168,17 @@ def _reference_name(key: str) -> str:
 
 
 def reference_contract(classes: tuple[str, ...], *, flow_method: str = "tvl1", flow_bound: float = REFERENCE_FLOW_BOUND,
-                       num_segments: int = 5, stride: int = 3, extra: dict | None = None) -> ModelContract:
+                       num_segments: int = 5, stride: int = 3, flow_frame_size: tuple[int, int] | None = None,
+                       extra: dict | None = None) -> ModelContract:
     """The contract of the imported model: the reference's input (module docstring); the
     window (T segments tau frames apart, averaged as its test averages 19 frames) is the live
-    runtime's choice, not the reference's."""
+    runtime's choice, not the reference's. ``flow_frame_size``: (H, W) of the frames its flow
+    JPEGs were extracted from (the checkpoints do not record it): live flow then runs there and
+    is resized to 224 x 224 with its values kept, as its loader resized the JPEGs."""
     return ModelContract(classes=classes, backbone=REFERENCE_BACKBONE, fusion="late", input_size=REFERENCE_SIZE,
                          flow_method=flow_method, flow_bound=flow_bound, stack_length=REFERENCE_STACK,
                          flow_stack_order="oldest-last", flow_scaling="unit", num_segments=num_segments,
-                         stride=stride, train_fps=REFERENCE_FPS, extra=extra or {})
+                         stride=stride, train_fps=REFERENCE_FPS, flow_frame_size=flow_frame_size, extra=extra or {})
 
 
 def import_reference(spatial: str | Path, motion: str | Path, classes: tuple[str, ...], **contract_options) -> TwoStreamNet:

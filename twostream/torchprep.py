@@ -121,9 +121,18 @@ def quantise_flow(flow: torch.Tensor, bound: float) -> torch.Tensor:
     return scaled.clamp(0, 255).to(torch.uint8)
 
 
+def _to_size(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Displacement (N, 2, h, w) px resized to (H, W) = ``size`` by area averaging, its values
+    kept (contract.flow_frame_size: px of the frames flow ran on); as it is when already there."""
+    if tuple(flow.shape[2:]) == tuple(size):
+        return flow
+    return torch.nn.functional.interpolate(flow, size=tuple(size), mode="area")
+
+
 def flow_fields(prev_grey: torch.Tensor, grey: torch.Tensor, spec: "FlowSpec") -> torch.Tensor:
-    """uint8 (N, H, W) pairs (prev -> cur) -> quantised fields uint8 (N, C, H, W) on their
-    device: TV-L1 with spec.tvl1, then spec.compensation, then clip and quantise at spec.bound.
+    """uint8 (N, h, w) pairs (prev -> cur) -> quantised fields uint8 (N, C, H, W) on their
+    device: TV-L1 with spec.tvl1, resized to (H, W) = spec.size when (h, w) differs (spec.frame_size),
+    then spec.compensation, then clip and quantise at spec.bound.
     C = spec.channels: 2, or 4 when bidirectional, the backward field (cur -> prev) after the
     forward one, both directions in one batched TV-L1 call of 2N pairs."""
     if spec.tvl1 is None:
@@ -132,8 +141,8 @@ def flow_fields(prev_grey: torch.Tensor, grey: torch.Tensor, spec: "FlowSpec") -
         raise ContractMismatch(f"flow_fields expects two (N, H, W) grey batches, got "
                                f"{tuple(prev_grey.shape)} and {tuple(grey.shape)}")
     if spec.channels == 2:
-        flow = tvl1_flow(prev_grey.float(), grey.float(), spec.tvl1)
+        flow = _to_size(tvl1_flow(prev_grey.float(), grey.float(), spec.tvl1), spec.size)
         return quantise_flow(compensate(flow, spec.compensation), spec.bound)
     both = tvl1_flow(torch.cat((prev_grey, grey)).float(), torch.cat((grey, prev_grey)).float(), spec.tvl1)
-    fields = quantise_flow(compensate(both, spec.compensation), spec.bound)  # (2N, 2, H, W)
+    fields = quantise_flow(compensate(_to_size(both, spec.size), spec.compensation), spec.bound)  # (2N, 2, H, W)
     return torch.cat((fields[:len(grey)], fields[len(grey):]), dim=1)
