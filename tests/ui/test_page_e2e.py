@@ -134,8 +134,10 @@ WATCHING_LOBBY = "live: lobby: demo gesture stream"
 @pytest.fixture(scope="module")
 def server(ui_model_path, gesture_clip):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # --session-idle-s 30: a closed tab's unload can be lost on a loaded machine; the reaper then
+    # closes its stream after the idle time, which must stay inside the tests' waits (45-60 s).
     srv = Server(ui_model_path, _free_port(), "--source", "lobby=demo", "--source", f"clip={gesture_clip}",
-                 "--allow-url", ALLOWED_URL_PREFIX, "--max-sessions", "2")
+                 "--allow-url", ALLOWED_URL_PREFIX, "--max-sessions", "2", "--session-idle-s", "30")
     try:
         srv.wait_ready()
         yield srv
@@ -352,6 +354,7 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
     HTTP/1.1); the live view and the thumbnails must leave enough free that a fourth tab still
     gets its frames and its predictions (Gradio's events). With an endless MJPEG response per
     tab the third never got a prediction. Watching costs the server no stream of its own."""
+    _wait_until(lambda: server.counts()["session_streams"] == 0, 60, "earlier tabs' session streams to close")
     before = server.counts()
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     try:
