@@ -136,17 +136,18 @@ def flow_field(flow: OpticalFlow, prev_grey: np.ndarray, grey: np.ndarray, bound
     (4, H, W) "bidirectional": the backward field flow(grey -> prev_grey) after the forward one,
     each compensated on its own. (H, W) = ``size``, the displacement resized there with its
     values kept (contract.flow_frame_size); None: the greys' own (h, w)."""
-
-    def field(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        d = flow(a, b)
-        if size is not None and d.shape[:2] != tuple(size):
-            d = cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        return quantise_flow(compensate(d, compensation), bound)
-
-    forward = field(prev_grey, grey)
+    forward = _one_field(flow(prev_grey, grey), bound, compensation, size)
     if field_channels(direction) == 2:
         return forward
-    return np.concatenate((forward, field(grey, prev_grey)))
+    return np.concatenate((forward, _one_field(flow(grey, prev_grey), bound, compensation, size)))
+
+
+def _one_field(d: np.ndarray, bound: float, compensation: str, size: tuple[int, int] | None) -> np.ndarray:
+    """Displacement (h, w, 2) px -> quantised planes (2, H, W): resized to ``size`` (values kept)
+    when it differs, compensated, clipped and quantised."""
+    if size is not None and d.shape[:2] != tuple(size):
+        d = cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return quantise_flow(compensate(d, compensation), bound)
 
 
 def no_motion(size: tuple[int, int], channels: int = 2) -> np.ndarray:
