@@ -239,6 +239,10 @@ def test_live_view_fps_stats_and_plots(browser, server):
               f"source fps: {windows})")
         (ARTIFACTS / "fps.txt").write_text(f"{fps:.2f} (windows, browser and source fps: {windows})\n")
         assert fps >= min(20.0, 0.85 * input_fps), f"the browser fell behind the source: {windows}"
+        # Read once a frame is loaded: while the next frame's src loads, Chrome reports
+        # naturalWidth 0 for a moment (it keeps painting the previous picture), and a single
+        # sample can land there (it did once in CI).
+        page.wait_for_function("() => document.getElementById('live-img').naturalWidth > 0", timeout=10_000)
         assert page.evaluate("() => document.getElementById('live-img').naturalWidth") == 640
         # Hundreds of frames came as object URLs; all but the one on screen (and one decoding)
         # are revoked, and the same for each of the two thumbnails.
@@ -375,7 +379,9 @@ def test_four_tabs_of_one_browser_all_get_frames_and_predictions(browser, server
         for tab in tabs:  # every tab, each given time of its own: a loaded machine paints slowly
             tab.wait_for_function("() => window.__frames > 0", timeout=60_000)
         counts = server.counts()
-        assert counts["tabs"] >= before["tabs"] + 4 and counts["session_streams"] == before["session_streams"]
+        # The four are known to the server; earlier tests' tabs may have been reaped meanwhile
+        # (after --session-idle-s), so the count is not compared with the one before.
+        assert counts["tabs"] >= 4 and counts["session_streams"] == before["session_streams"]
         assert counts["process_streams"] == 2
         last.screenshot(path=str(ARTIFACTS / "fourth_tab.png"))
     finally:
