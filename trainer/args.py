@@ -87,8 +87,10 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--fusion", choices=FUSIONS, default=TRAIN_FUSION)
     f.add_argument("--input-size", type=int, default=contract("input_size")[0], help="N: frames resized to N x N")
     f.add_argument("--flow", choices=FLOW_METHODS, default=contract("flow_method"))
-    f.add_argument("--flow-compensation", choices=FLOW_COMPENSATIONS, default=contract("flow_compensation"),
-                   help="camera-motion compensation: subtract each flow field's mean or median (default %(default)s)")
+    f.add_argument("--flow-compensation", choices=FLOW_COMPENSATIONS,
+                   help="camera-motion compensation: subtract each flow field's mean, median or least-squares "
+                        f"affine field (default {contract('flow_compensation')}; with --init the model's own, "
+                        "unless given)")
     f.add_argument("--flow-direction", choices=FLOW_DIRECTIONS, default=contract("flow_direction"),
                    help="bidirectional: each stack's older L/2 fields backward, newer L/2 forward (Simonyan and "
                         "Zisserman 2014); even --stack-length, twice the flow work, not with --jpegs")
@@ -99,8 +101,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--segments", type=int, default=contract("num_segments"))
     f.add_argument("--stride", type=int, default=contract("stride"))
     f.add_argument("--fps", type=float, default=contract("train_fps"))
-    f.add_argument("--tower-epochs", type=int, default=train.tower_epochs)
-    f.add_argument("--head-epochs", type=int, default=train.head_epochs)
+    f.add_argument("--tower-epochs", type=at_least_one, default=train.tower_epochs)
+    f.add_argument("--head-epochs", type=at_least_one, default=train.head_epochs)
     f.add_argument("--samples-per-clip", type=int, default=train.samples_per_clip)
     f.add_argument("--spatial-segments", type=at_least_one, default=train.spatial_segments, metavar="K",
                    help="TSN: the spatial tower learns on K frames per sample, one per equal segment, "

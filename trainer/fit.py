@@ -3,6 +3,7 @@ under torchrun, one process of a data-parallel run (twostream/distributed.py).""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cli import configure_logging
+from cli import configure_logging, default_of
 from twostream import seeds
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
@@ -63,6 +64,11 @@ def _fit(args, world: World) -> dict | None:
         checkpoint = read_checkpoint(args.init)
         model = build_model(checkpoint).train()
         check_task(args, model.contract, resuming=False)
+        if args.flow_compensation and args.flow_compensation != model.contract.flow_compensation:
+            # Compensation changes what the flow looks like, not the shape of any weight: the
+            # weights are fine-tuned to the new one (the demo model went from mean to affine so).
+            logger.info(f"flow compensation {model.contract.flow_compensation} -> {args.flow_compensation}")
+            model.contract = dataclasses.replace(model.contract, flow_compensation=args.flow_compensation)
         state = Progress()
         history = []
         logger.info(f"fine-tuning from {args.init}")
@@ -76,7 +82,8 @@ def _fit(args, world: World) -> dict | None:
         contract = ModelContract(
             classes=classes, backbone=args.backbone, temporal_backbone=args.temporal_backbone, fusion=args.fusion,
             input_size=(args.input_size, args.input_size), flow_method=args.flow,
-            flow_compensation=args.flow_compensation, flow_direction=args.flow_direction,
+            flow_compensation=args.flow_compensation or default_of(ModelContract, "flow_compensation"),
+            flow_direction=args.flow_direction,
             tvl1=(TVL1Params.opencv() if args.tvl1_preset == "opencv" else TVL1Params.fast())
             if args.flow == "tvl1-torch" else None,
             stack_length=args.stack_length, num_segments=args.segments, stride=args.stride,

@@ -29,8 +29,10 @@ BACKBONES = ("tiny", "resnet18", "resnet50", "resnet101", "vgg16")
 # with the contract's own parameters (ModelContract.tvl1).
 FLOW_METHODS = ("dis-ultrafast", "dis-fast", "dis-medium", "farneback", "tvl1", "tvl1-torch")
 # Camera-motion compensation (Simonyan and Zisserman 2014, "mean flow subtraction"): each
-# displacement field minus its mean (or its median, robust to a large moving object) per axis.
-FLOW_COMPENSATIONS = ("none", "mean", "median")
+# displacement field minus its mean (or its median, robust to a large moving object) per axis,
+# or minus the affine field fitted to it by least squares ("affine": also removes a camera's
+# zoom and roll, whose fields have zero mean and survive mean subtraction).
+FLOW_COMPENSATIONS = ("none", "mean", "median", "affine")
 FLOW_NO_MOTION = 128  # the quantised value of zero displacement
 FLOW_QUANTISATION = "uint8: q = clip(round(flow * 128 / bound) + 128, 0, 255)"
 FLOW_CHANNEL_ORDER = "x0,y0,x1,y1,...: field i = flow(frame i-1 -> frame i), oldest first"

@@ -11,7 +11,8 @@ call these functions and none re-implements a step, so training sees exactly wha
              (tvl1-torch: twostream.tvl1 on spec.device, a whole clip's pairs batched)
              with contract.flow_frame_size the greys are of that size instead, and the
              displacement is resized to (H, W), its values kept (px of those frames)
-             -> minus its mean or median per axis (contract.flow_compensation)  compensate
+             -> minus its mean or median per axis, or its least-squares affine
+                field (contract.flow_compensation)                       compensate
              -> clipped to ±bound, quantised to uint8 planes (2, H, W):
                 q = clip(round(f * 128 / bound) + 128, 0, 255)            quantise_flow
     field 0  a stream's first frame has no predecessor: zero motion, all 128
@@ -111,14 +112,34 @@ def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
 def compensate(flow: np.ndarray, compensation: str) -> np.ndarray:
     """Camera-motion compensation of one field (H, W, 2) px: the field minus its mean ("mean",
     Simonyan and Zisserman's mean flow subtraction) or its median ("median": a hand or a body
-    filling a third of the view barely moves it) per axis; "none" returns it as it is."""
+    filling a third of the view barely moves it) per axis, or minus the affine field
+    a + b x + c y per axis fitted by least squares ("affine": pan, zoom, roll and shear of the
+    camera); "none" returns it as it is."""
     if compensation == "none":
         return flow
     if compensation == "mean":
         return flow - flow.reshape(-1, 2).mean(axis=0, dtype=np.float64).astype(np.float32)
     if compensation == "median":
         return flow - np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
+    if compensation == "affine":
+        return flow - _affine_fit(flow.astype(np.float64))
     raise ContractMismatch(f"unknown flow compensation {compensation!r}; choose from {FLOW_COMPENSATIONS}")
+
+
+def _affine_fit(flow: np.ndarray) -> np.ndarray:
+    """The least-squares affine field of (H, W, 2) float64 px, as float32 (H, W, 2).
+
+    On pixel coordinates centred on the field's middle the grid's x, y and 1 are orthogonal, so
+    the normal equations fall apart into three sums per axis: a = mean, b = sum(f x) / sum(x^2),
+    c = sum(f y) / sum(y^2). No solver runs, and torchprep.compensate computes the same sums
+    in the same float64 steps, bit-equal."""
+    height, width = flow.shape[:2]
+    x = np.arange(width, dtype=np.float64) - (width - 1) / 2
+    y = np.arange(height, dtype=np.float64) - (height - 1) / 2
+    a = flow.mean(axis=(0, 1))
+    b = (flow * x[None, :, None]).sum(axis=(0, 1)) / (height * max(float((x * x).sum()), 1.0))
+    c = (flow * y[:, None, None]).sum(axis=(0, 1)) / (width * max(float((y * y).sum()), 1.0))
+    return (a + b * x[None, :, None] + c * y[:, None, None]).astype(np.float32)
 
 
 def field_channels(direction: str) -> int:

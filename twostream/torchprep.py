@@ -98,7 +98,8 @@ def resize_frames(bgr: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tenso
 
 def compensate(flow: torch.Tensor, compensation: str) -> torch.Tensor:
     """Camera-motion compensation of fields (N, 2, H, W) px: each field minus its own mean
-    (computed in float64, as the numpy twin) or median per axis; "none" returns it as it is."""
+    (computed in float64, as the numpy twin), median or least-squares affine field per axis
+    (preprocess._affine_fit says how); "none" returns it as it is."""
     if compensation == "none":
         return flow
     if compensation == "mean":
@@ -111,6 +112,15 @@ def compensate(flow: torch.Tensor, compensation: str) -> torch.Tensor:
         low = values.kthvalue((count + 1) // 2, dim=-1).values
         high = values.kthvalue(count // 2 + 1, dim=-1).values
         return flow - ((low + high) / 2)[..., None, None]
+    if compensation == "affine":
+        height, width = flow.shape[2:]
+        f = flow.double()
+        x = torch.arange(width, dtype=torch.float64, device=flow.device) - (width - 1) / 2
+        y = (torch.arange(height, dtype=torch.float64, device=flow.device) - (height - 1) / 2)[:, None]
+        a = f.mean(dim=(2, 3), keepdim=True)
+        b = (f * x).sum(dim=(2, 3), keepdim=True) / (height * max(float((x * x).sum()), 1.0))
+        c = (f * y).sum(dim=(2, 3), keepdim=True) / (width * max(float((y * y).sum()), 1.0))
+        return flow - (a + b * x + c * y).float()
     raise ContractMismatch(f"unknown flow compensation {compensation!r}; choose from {FLOW_COMPENSATIONS}")
 
 

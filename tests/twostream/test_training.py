@@ -46,6 +46,22 @@ def test_fit_on_generated_clips_writes_a_model_with_its_report(tmp_path, capsys)
     assert "train.py fit --out" in card and "GFLOPs per window" in card
 
 
+def test_fine_tuning_keeps_the_models_compensation_unless_given_another(tmp_path):
+    """--init takes the model's contract; --flow-compensation given with it fine-tunes the same
+    weights to another compensation (how the demo model went from mean to affine), and the
+    recipe names the file it started from."""
+    start = tmp_path / "start.pt"
+    save_checkpoint(start, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES, input_size=(48, 48), stack_length=2,
+                                                      num_segments=2, stride=2, flow_compensation="mean")))
+    quick = ["--clips-per-class", "1", "--val-clips-per-class", "1", "--tower-epochs", "1", "--head-epochs", "1"]
+    for given, expected in (([], "mean"), (["--flow-compensation", "affine"], "affine")):
+        out = tmp_path / f"{expected}.pt"
+        assert train.main(["fit", "--init", str(start), "--out", str(out), *TINY, *quick, *given]) == 0
+        tuned = read_checkpoint(out)
+        assert tuned.contract.flow_compensation == expected
+        assert tuned.metrics["recipe"]["initialised_from"]["file"] == str(start)
+
+
 # Two epochs per stage, so that each stage can be interrupted half way.
 EXACT = [*TINY, "--clips-per-class", "1", "--val-clips-per-class", "1", "--tower-epochs", "2", "--head-epochs", "2"]
 

@@ -82,7 +82,7 @@ def test_resize_refuses_bad_input():
         torchprep.resize_frames(torch.zeros(2, 8, 8), (4, 4))
 
 
-@pytest.mark.parametrize("compensation", ["none", "mean", "median"])
+@pytest.mark.parametrize("compensation", ["none", "mean", "median", "affine"])
 @pytest.mark.parametrize("shape", [(40, 50), (33, 31)])  # even and odd pixel counts (median)
 def test_compensate_and_quantise_are_bit_equal_to_numpy(compensation, shape):
     rng = np.random.default_rng(7)
