@@ -122,24 +122,11 @@ def compensate(flow: np.ndarray, compensation: str) -> np.ndarray:
     if compensation == "median":
         return flow - np.median(flow.reshape(-1, 2), axis=0).astype(np.float32)
     if compensation == "affine":
-        return flow - _affine_fit(flow.astype(np.float64))
+        height, width = flow.shape[:2]
+        grid, scale = (t.numpy() for t in torchprep.affine_grid(height, width))
+        fit = grid @ ((grid.T @ flow.reshape(-1, 2).astype(np.float64)) / scale[:, None])  # (H W, 2)
+        return flow - fit.astype(np.float32).reshape(height, width, 2)
     raise ContractMismatch(f"unknown flow compensation {compensation!r}; choose from {FLOW_COMPENSATIONS}")
-
-
-def _affine_fit(flow: np.ndarray) -> np.ndarray:
-    """The least-squares affine field of (H, W, 2) float64 px, as float32 (H, W, 2).
-
-    On pixel coordinates centred on the field's middle the grid's x, y and 1 are orthogonal, so
-    the normal equations fall apart into three sums per axis: a = mean, b = sum(f x) / sum(x^2),
-    c = sum(f y) / sum(y^2). No solver runs, and torchprep.compensate computes the same sums
-    in the same float64 steps, bit-equal."""
-    height, width = flow.shape[:2]
-    x = np.arange(width, dtype=np.float64) - (width - 1) / 2
-    y = np.arange(height, dtype=np.float64) - (height - 1) / 2
-    a = flow.mean(axis=(0, 1))
-    b = (flow * x[None, :, None]).sum(axis=(0, 1)) / (height * max(float((x * x).sum()), 1.0))
-    c = (flow * y[:, None, None]).sum(axis=(0, 1)) / (width * max(float((y * y).sum()), 1.0))
-    return (a + b * x[None, :, None] + c * y[:, None, None]).astype(np.float32)
 
 
 def field_channels(direction: str) -> int:
