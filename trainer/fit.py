@@ -66,7 +66,7 @@ def _fit(args, world: World) -> dict | None:
         check_task(args, model.contract, resuming=False)
         if args.flow_compensation and args.flow_compensation != model.contract.flow_compensation:
             # Compensation changes what the flow looks like, not the shape of any weight: the
-            # weights are fine-tuned to the new one (the demo model went from mean to affine so).
+            # weights are fine-tuned to the new one (a model trained with mean subtraction to affine).
             logger.info(f"flow compensation {model.contract.flow_compensation} -> {args.flow_compensation}")
             model.contract = dataclasses.replace(model.contract, flow_compensation=args.flow_compensation)
         state = Progress()

@@ -48,7 +48,7 @@ def test_fit_on_generated_clips_writes_a_model_with_its_report(tmp_path, capsys)
 
 def test_fine_tuning_keeps_the_models_compensation_unless_given_another(tmp_path):
     """--init takes the model's contract; --flow-compensation given with it fine-tunes the same
-    weights to another compensation (how the demo model went from mean to affine), and the
+    weights to another compensation (say from mean subtraction to affine), and the
     recipe names the file it started from."""
     start = tmp_path / "start.pt"
     save_checkpoint(start, TwoStreamNet(ModelContract(classes=GESTURE_CLASSES, input_size=(48, 48), stack_length=2,
