@@ -20,6 +20,17 @@ _FUSION_WORDS = {
                    "towers' concatenated logits (2K -> K), learnt on windows of cached tower features",
 }
 
+def _lineage_lines(recipe: dict) -> list[str]:
+    """One line per model the weights were fine-tuned from, newest first (each fine-tune's
+    recipe holds the one before it), so the card names every command that made them."""
+    lines = []
+    while "initialised_from" in recipe:
+        recipe = recipe["initialised_from"]
+        lines.append(f"- initialised from `{recipe.get('file')}`, itself trained by `{recipe.get('command')}` "
+                     f"on {recipe.get('data')}")
+    return lines
+
+
 def _real_lines(real) -> list[str]:
     """The real footage of the recipe: which files trained, which were held out (by file)."""
     if real is None:
@@ -125,9 +136,7 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         f"- command: `{recipe.get('command', 'not recorded')}`",
         # Files from before the device was recorded were all trained on the 2-core machines.
         f"- training time: {m.get('train_minutes', '?')} min on {m.get('trained_on', '2 CPU cores')}",
-        *([f"- initialised from `{recipe['initialised_from'].get('file')}`, itself trained by "
-           f"`{recipe['initialised_from'].get('command')}` on {recipe['initialised_from'].get('data')}"]
-          if "initialised_from" in recipe else []),
+        *_lineage_lines(recipe),
         "",
         "## Held-out accuracy",
         "",

@@ -60,6 +60,12 @@ def test_fine_tuning_keeps_the_models_compensation_unless_given_another(tmp_path
         tuned = read_checkpoint(out)
         assert tuned.contract.flow_compensation == expected
         assert tuned.metrics["recipe"]["initialised_from"]["file"] == str(start)
+    # A fine-tune of a fine-tune: the card names both models it came from, newest first.
+    again = tmp_path / "again.pt"
+    assert train.main(["fit", "--init", str(tmp_path / "affine.pt"), "--out", str(again), *TINY, *quick]) == 0
+    assert train.main(["card", "--model", str(again)]) == 0
+    lineage = [line for line in again.with_suffix(".md").read_text().splitlines() if line.startswith("- initialised from")]
+    assert [line.split("`")[1] for line in lineage] == [str(tmp_path / "affine.pt"), str(start)]
 
 
 # Two epochs per stage, so that each stage can be interrupted half way.
