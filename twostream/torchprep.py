@@ -115,7 +115,7 @@ def compensate(flow: torch.Tensor, compensation: str) -> torch.Tensor:
         return flow - ((low + high) / 2)[..., None, None]
     if compensation == "affine":
         n, _, height, width = flow.shape
-        grid, scale = (t.to(flow.device) for t in affine_grid(height, width))  # (H W, 3), (3,)
+        grid, scale = affine_grid(height, width, flow.device)  # (H W, 3), (3,)
         values = flow.double().flatten(2).transpose(1, 2)  # (N, H W, 2)
         fit = grid @ ((grid.T @ values) / scale[:, None])  # (N, H W, 2)
         return flow - fit.float().transpose(1, 2).reshape(n, 2, height, width)
@@ -123,21 +123,23 @@ def compensate(flow: torch.Tensor, compensation: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def affine_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The least-squares affine fit's basis (CPU, float64): rows (1, x, y) of every pixel,
+def affine_grid(height: int, width: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The least-squares affine fit's basis (float64, on ``device``): rows (1, x, y) of every pixel,
     (H W, 3), x and y centred on the field's middle, and each column's sum of squares (3,).
 
     Centred, the columns are orthogonal, so the normal equations fall apart: per axis the fit
     is a + b x + c y with a = mean, b = sum(f x) / sum(x^2), c = sum(f y) / sum(y^2), two small
     matrix products and no solver. compensate here and preprocess.compensate take the same
-    float64 steps on it. Cached per size, as building it costs twice the fit (0.12 ms against
-    0.06 ms a 112x112 field here): the tensors are shared, and read only."""
-    x = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
-    y = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
-    grid = torch.stack((torch.ones(height * width, dtype=torch.float64), x.repeat(height),
+    float64 steps on it. Cached per size and device, as building it costs twice the fit (0.12 ms
+    against 0.06 ms a 112x112 field here) and a device stage would copy it every batch: the
+    tensors are shared, and read only. Its values are exact (half-integers and their sums of
+    squares), so every device holds the same basis."""
+    x = torch.arange(width, dtype=torch.float64, device=device) - (width - 1) / 2
+    y = torch.arange(height, dtype=torch.float64, device=device) - (height - 1) / 2
+    grid = torch.stack((torch.ones(height * width, dtype=torch.float64, device=device), x.repeat(height),
                         y.repeat_interleave(width)), dim=1)
     squares = [height * width, height * max(float((x * x).sum()), 1.0), width * max(float((y * y).sum()), 1.0)]
-    return grid, torch.tensor(squares, dtype=torch.float64)
+    return grid, torch.tensor(squares, dtype=torch.float64, device=device)
 
 
 def quantise_flow(flow: torch.Tensor, bound: float) -> torch.Tensor:
