@@ -30,7 +30,8 @@ def tune_events(args) -> dict:
     before = evaluate_policy(contract.events, contract.classes, streams)
     policy, search = tune_policy(streams, contract.classes, contract.events)
     report = {"policy": policy.to_dict(), "validation": search["chosen"], "before": before,
-              "grid": search["grid"], "data": f"generated streams: {args.streams} x {args.frames} frames, "
+              "grid": search["grid"], "data": f"generated streams: {args.streams} x {args.frames} frames "
+                                               f"and the last gesture whole, "
                                                f"{args.width}x{args.height}, seeds {args.seed}.."
                                                f"{args.seed + args.streams - 1}"
                                                + (", every second one over the real training files" if factory else "")}
@@ -55,7 +56,8 @@ def field_test(args) -> dict:
         "streams": streams_report(model, load_videos(split, "val", max_side=max(settings.size)), settings),
         "real_clips": real_clips_report(model, load_videos(split, "val", max_side=None)),
         "event_policy": model.contract.events.to_dict(),
-        "data": f"{settings.streams} held-out gesture streams per background kind x {settings.frames} frames, "
+        "data": f"{settings.streams} held-out gesture streams per background kind x {settings.frames} frames "
+                f"and the last gesture whole, one truth segment per gesture, "
                 f"{settings.size[0]}x{settings.size[1]}, seeds {settings.seed}..{settings.seed + settings.streams - 1}, "
                 f"over the validation files {list(split.names('val'))}; those files alone at full resolution",
     }

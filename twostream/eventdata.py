@@ -8,13 +8,11 @@ logits tests/realtime/test_streaming_parity.py checks against this same offline 
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 
 from twostream import seeds
-from twostream.events import ScoreStream, segments_of
+from twostream.events import ScoreStream, Segment, segments_of
 from twostream.gestures import GestureStream
 from twostream.data import Clip, ClipSet
 from twostream.model import TwoStreamNet
@@ -23,12 +21,19 @@ from twostream.training import clip_features
 
 
 def generated_stream(seed: int, frames: int, size: tuple[int, int],
-                     backdrop_factory=None) -> tuple[np.ndarray, list[str]]:
-    """The first ``frames`` frames of GestureStream(seed) at ``size`` (W, H), over the
-    generator's own scenes or ``backdrop_factory``'s (twostream.backdrops): BGR (F, H, W, 3)
-    uint8 and one truth label per frame."""
-    taken = list(itertools.islice(GestureStream(seed=seed, size=size, backdrop_factory=backdrop_factory), frames))
-    return np.stack([f.bgr for f in taken]), [f.label for f in taken]
+                     backdrop_factory=None) -> tuple[np.ndarray, tuple[Segment, ...]]:
+    """GestureStream(seed) at ``size`` (W, H), over the generator's own scenes or
+    ``backdrop_factory``'s (twostream.backdrops): every gesture that starts within the first
+    ``frames`` frames, each one whole, so no truth segment is a stub the cut left too short to
+    recognise. -> BGR (F, H, W, 3) uint8 with F >= ``frames``, and the truth: one Segment per
+    gesture (two gestures of one class in a row are two segments)."""
+    taken = []
+    for item in GestureStream(seed=seed, size=size, backdrop_factory=backdrop_factory):
+        if len(taken) >= frames and item.segment != taken[-1].segment:
+            break
+        taken.append(item)
+    truth = segments_of([f.label for f in taken], [f.segment for f in taken])
+    return np.stack([f.bgr for f in taken]), tuple(truth)
 
 
 @torch.inference_mode()
@@ -60,7 +65,7 @@ def validation_streams(model: TwoStreamNet, count: int = 2, frames: int = 1500,
     only: the validation files are kept for the figures the field test reports)."""
     out = []
     for i in range(count):
-        bgr, labels = generated_stream(seed + i, frames, size, backdrop_factory if i % 2 else None)
+        bgr, truth = generated_stream(seed + i, frames, size, backdrop_factory if i % 2 else None)
         ends, probs = score_stream(model, bgr)
-        out.append(ScoreStream(ends, probs, tuple(segments_of(labels))))
+        out.append(ScoreStream(ends, probs, truth))
     return out

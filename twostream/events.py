@@ -195,14 +195,17 @@ def detect_events(policy: EventPolicy, classes: Sequence[str], frames: Sequence[
     return events + ([last] if last is not None else [])
 
 
-def segments_of(labels: Sequence[str], frames: Sequence[int] | None = None) -> list[Segment]:
-    """Runs of equal labels -> Segments. ``labels`` one per frame; ``frames`` their numbers
-    (default 0, 1, ...)."""
-    frames = list(range(len(labels))) if frames is None else list(frames)
+def segments_of(labels: Sequence[str], ids: Sequence[int] | None = None) -> list[Segment]:
+    """Per-frame truth -> Segments (frames numbered 0, 1, ...). ``labels`` one per frame;
+    ``ids``, when the source numbers its gestures, one per frame too: a new id starts a new
+    segment even under the same label (two swipes in a row are two gestures to find), else
+    runs of equal labels are segments."""
     out: list[Segment] = []
-    for label, group in itertools.groupby(zip(labels, frames), key=lambda lf: lf[0]):
-        run = [f for _, f in group]
-        out.append(Segment(label, run[0], run[-1]))
+    start = 0
+    for (label, _), group in itertools.groupby(zip(labels, labels if ids is None else ids)):
+        length = len(list(group))
+        out.append(Segment(label, start, start + length - 1))
+        start += length
     return out
 
 

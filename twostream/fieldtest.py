@@ -22,7 +22,7 @@ import numpy as np
 from twostream import seeds
 from twostream.backdrops import Camera, RealBackdrop
 from twostream.eventdata import generated_stream, score_stream
-from twostream.events import Segment, detect_events, match_events, segments_of
+from twostream.events import Segment, detect_events, match_events
 from twostream.model import TwoStreamNet
 from twostream.preprocess import WindowPlan
 from twostream.realdata import RealVideo
@@ -33,8 +33,8 @@ STILL = Camera(zoom=(1.0, 1.0), zoom_walk=0.0, pan_walk=0.0, shake=(0.0, 0.0))
 
 @dataclass(frozen=True)
 class FieldSettings:
-    """How much held-out data: ``streams`` per background kind of ``frames`` frames at ``size``
-    (W, H), seeds from ``seed`` on."""
+    """How much held-out data: ``streams`` per background kind of ``frames`` frames (and on to
+    the end of the gesture under way there) at ``size`` (W, H), seeds from ``seed`` on."""
 
     streams: int = 2
     frames: int = 1500  # 60 s at 25 fps
@@ -67,14 +67,13 @@ def _alarms(probs: np.ndarray, background: int) -> np.ndarray:
     return (top != background) & (probs.max(1) >= ALARM_SCORE)
 
 
-def stream_figures(model: TwoStreamNet, frames_bgr: np.ndarray, labels: list[str]) -> dict:
-    """Counts over one stream with per-frame truth ``labels`` (F,)."""
+def stream_figures(model: TwoStreamNet, frames_bgr: np.ndarray, truth: tuple[Segment, ...]) -> dict:
+    """Counts over one stream of frames (F, H, W, 3) with its ``truth``, one Segment per gesture."""
     contract = model.contract
     classes, policy = contract.classes, contract.events
     background = classes.index(policy.background)
     span = WindowPlan.of(contract).span
     ends, probs = score_stream(model, frames_bgr)
-    truth = segments_of(labels)
     alarms = _alarms(probs, background)
     named = right = quiet = quiet_alarms = 0
     for segment in truth:
@@ -110,9 +109,9 @@ def streams_report(model: TwoStreamNet, videos: tuple[RealVideo, ...], settings:
     for kind, moving in (("moving", True), ("still", False)):
         total: Counter = Counter()
         for i in range(settings.streams):
-            frames, labels = generated_stream(settings.seed + i, settings.frames, settings.size,
-                                              _backdrops(videos, moving))
-            total.update(stream_figures(model, frames, labels))
+            frames, truth = generated_stream(settings.seed + i, settings.frames, settings.size,
+                                             _backdrops(videos, moving))
+            total.update(stream_figures(model, frames, truth))
         out[kind] = _rates(dict(total))
     return out
 

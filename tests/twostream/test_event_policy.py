@@ -131,6 +131,23 @@ def test_match_events():
     assert match_events([], truth, background="no_gesture") == (0, 0, 3)
     assert match_events([], truth) == (0, 0, 4)  # without a background every segment is wanted
     assert segments_of(["a", "a", "b", "a"]) == [Segment("a", 0, 1), Segment("b", 2, 2), Segment("a", 3, 3)]
+    # Numbered gestures: two of one class in a row are two segments, each an event to find.
+    assert segments_of(["a", "a", "a", "b"], [0, 0, 1, 2]) == [Segment("a", 0, 1), Segment("a", 2, 2),
+                                                               Segment("b", 3, 3)]
+
+
+def test_generated_stream_truth_is_one_whole_segment_per_gesture():
+    from twostream.eventdata import generated_stream
+    from twostream.gestures import GestureStream
+
+    frames, truth = generated_stream(seed=11, frames=100, size=(64, 48))
+    assert len(frames) >= 100 and frames.shape[1:] == (48, 64, 3)
+    # The truth tiles the frames, and its last gesture is not cut short by the stream's end.
+    assert truth[0].start == 0 and truth[-1].end == len(frames) - 1
+    assert all(b.start == a.end + 1 for a, b in zip(truth, truth[1:]))
+    low, high = GestureStream().segment_frames
+    assert all(low <= s.end - s.start + 1 < high for s in truth), truth
+    assert truth[-1].start < 100
 
 
 def test_tuning_beats_a_bad_policy_on_a_synthetic_stream():
