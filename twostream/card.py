@@ -52,7 +52,9 @@ def _event_lines(policy, tuning) -> list[str]:
     lines = [f"- policy: a window votes for its top class at probability >= {policy.threshold:g} "
              f"(`{policy.background}` never votes); an event starts on {policy.k} votes of the last "
              f"{policy.n} windows, ends after {policy.end_after} windows without one, and the same class "
-             f"cannot restart for {policy.cooldown} windows"]
+             f"cannot restart for {policy.cooldown} windows"
+             + (f"; an event still voted for after {policy.max_length} windows ends there and is reported "
+                f"again, as a repetition" if policy.max_length is not None else "")]
     if not tuning:
         return lines + ["- not tuned: the defaults of twostream.events.EventPolicy"]
     chosen = tuning.get("validation", {})

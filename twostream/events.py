@@ -5,7 +5,10 @@ A window *votes* for class c when c is its arg-max and its probability is >= ``t
 when at least ``k`` of the last ``n`` windows voted for c, and *ends* once c has had no vote
 for ``end_after`` consecutive windows. After it ends, c may not start again for ``cooldown``
 windows; other classes may (back-to-back gestures of different kinds are real, a repeat of
-the same one inside ~0.3 s is almost always the tail of the one just reported).
+the same one inside ~0.3 s is almost always the tail of the one just reported). An event that
+has run ``max_length`` windows ends there even while c still votes, and c may start again at
+once: a gesture repeated without a pause (two swipes, a long wave) is reported once per
+repetition rather than as one long event.
 
 One event is open at a time, and a window carries at most one transition: the window that
 ends an event never starts the next one (the next window can, its votes are still there), so
@@ -46,7 +49,9 @@ class EventPolicy:
     - end_after 4: 0.16 s of silence ends it; a gesture's own wobbles (a window or two taken for
       a neighbour class) do not split it in two;
     - cooldown 8: 0.32 s in which the same class cannot restart, so the trailing windows of a
-      gesture (which still overlap it: a window spans ~0.9 s) do not report it twice.
+      gesture (which still overlap it: a window spans ~0.9 s) do not report it twice;
+    - max_length None: an event lasts as long as its class votes (``tune-events`` may choose a
+      length, in windows, after which a continuing vote is reported as a repetition).
     """
 
     background: str | None = DEFAULT_BACKGROUND
@@ -55,6 +60,7 @@ class EventPolicy:
     n: int = 6
     end_after: int = 4
     cooldown: int = 8
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,6 +70,8 @@ class EventPolicy:
             problems.append(f"need 1 <= k <= n, got k={self.k}, n={self.n}")
         if self.end_after < 1 or self.cooldown < 0:
             problems.append(f"need end_after >= 1 and cooldown >= 0, got {self.end_after}, {self.cooldown}")
+        if self.max_length is not None and self.max_length < 1:
+            problems.append(f"max_length must be >= 1 or None, got {self.max_length}")
         if problems:
             raise ContractMismatch("invalid event policy: " + "; ".join(problems))
 
@@ -131,6 +139,7 @@ class EventDetector:
         self._last_vote = 0  # frame of the open event's newest vote
         self._silent = 0  # windows since the open event's class last voted
         self._window = -1  # windows pushed so far, minus one: the current window's number
+        self._opened_at = 0  # the window that started the open event
         self._blocked_until: dict[int, int] = {}  # class -> last window of its cool-down
 
     @property
@@ -161,13 +170,22 @@ class EventDetector:
             self._silent, self._last_vote = 0, frame
             if p > self._open.peak_score:
                 self._open = dataclasses.replace(self._open, peak_score=p, peak_frame=frame)
+            limit = self.policy.max_length
+            if limit is not None and self._window - self._opened_at + 1 >= limit:
+                return self._end(repeat=True)
             return None
         self._silent += 1
         return self._end() if self._silent >= self.policy.end_after else None
 
-    def _end(self) -> Event:
+    def _end(self, repeat: bool = False) -> Event:
+        """Close the open event; its class cools down unless the event ended for being long
+        (``repeat``: the class still votes, and what follows is its repetition, counted from
+        fresh votes so the next event starts after this one)."""
         ended = dataclasses.replace(self._open, end_frame=self._last_vote)
-        self._blocked_until[self.classes.index(ended.label)] = self._window + self.policy.cooldown
+        if repeat:
+            self._votes.clear()
+        else:
+            self._blocked_until[self.classes.index(ended.label)] = self._window + self.policy.cooldown
         self._open = None
         return ended
 
@@ -181,7 +199,7 @@ class EventDetector:
         mine = [(f, p) for f, v, p in self._votes if v == c]
         peak_frame, peak = max(mine, key=lambda fp: fp[1])
         self._open = Event(self.classes[c], mine[0][0], None, peak, peak_frame)
-        self._last_vote, self._silent = mine[-1][0], 0
+        self._last_vote, self._silent, self._opened_at = mine[-1][0], 0, self._window
         return self._open
 
 
@@ -256,21 +274,27 @@ def evaluate_policy(policy: EventPolicy, classes: Sequence[str], streams: Sequen
 
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 K_OF_N = ((1, 1), (2, 3), (3, 4), (3, 5), (4, 6), (5, 8), (6, 8))
+# None, or 1.6-2.4 s at hop 1 and 25 fps: a single gesture of 1.3-1.9 s votes for about that
+# long, so a shorter limit would split one gesture in two.
+MAX_LENGTHS = (None, 40, 50, 60)
 
 
 def tune_policy(streams: Sequence[ScoreStream], classes: Sequence[str], base: EventPolicy, *,
                 thresholds: Sequence[float] = THRESHOLDS,
-                k_of_n: Sequence[tuple[int, int]] = K_OF_N) -> tuple[EventPolicy, dict]:
-    """Grid search of threshold and (k, n) on *validation* streams for the best event F1
-    (ties: higher precision, then the point nearest ``base``: where the data cannot tell, keep
-    what was there); ``base`` gives the rest (background, end_after, cooldown).
+                k_of_n: Sequence[tuple[int, int]] = K_OF_N,
+                max_lengths: Sequence[int | None] = MAX_LENGTHS) -> tuple[EventPolicy, dict]:
+    """Grid search of threshold, (k, n) and max_length on *validation* streams for the best
+    event F1 (ties: higher precision, then the point nearest ``base``: where the data cannot
+    tell, keep what was there); ``base`` gives the rest (background, end_after, cooldown).
     -> (policy, {"chosen": metrics, "grid": size})."""
     best, best_key, best_metrics = base, None, None
-    for threshold, (k, n) in itertools.product(thresholds, k_of_n):
-        policy = dataclasses.replace(base, threshold=threshold, k=k, n=n)
+    grid = list(itertools.product(thresholds, k_of_n, max_lengths))
+    for threshold, (k, n), max_length in grid:
+        policy = dataclasses.replace(base, threshold=threshold, k=k, n=n, max_length=max_length)
         metrics = evaluate_policy(policy, classes, streams)
-        distance = abs(threshold - base.threshold) * 10 + abs(k - base.k) + abs(n - base.n)
+        distance = (abs(threshold - base.threshold) * 10 + abs(k - base.k) + abs(n - base.n)
+                    + (max_length != base.max_length))
         key = (metrics["f1"], metrics["precision"], -distance)
         if best_key is None or key > best_key:
             best, best_key, best_metrics = policy, key, metrics
-    return best, {"chosen": best_metrics, "grid": len(thresholds) * len(k_of_n)}
+    return best, {"chosen": best_metrics, "grid": len(grid)}

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from twostream.card import render_card
 from twostream.checkpoint import read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import ContractMismatch
@@ -80,6 +81,18 @@ def test_cooldown_suppresses_a_restart_of_the_same_class_only():
     assert [(e.kind, e.label) for _, e in run(other)] == [("start", "wave"), ("end", "wave"), ("start", "swipe_left")]
 
 
+def test_an_event_longer_than_max_length_is_reported_again_as_a_repetition():
+    # POLICY: 3 of 4 votes start an event. 12 windows of wave without a pause:
+    steady = ["wave"] * 12 + ["no_gesture"] * 3
+    assert [(f, e.kind) for f, e in run(steady)] == [(2, "start"), (13, "end")]  # one long event
+    repeating = dataclasses.replace(POLICY, max_length=5)
+    got = run(steady, repeating)
+    # Starts at window 2, ends at its 5th window (6); the repetition counts fresh votes (7, 8,
+    # 9), so it starts after the first ended, without the cool-down; then the stream goes quiet.
+    assert [(f, e.kind) for f, e in got] == [(2, "start"), (6, "end"), (9, "start"), (13, "end")]
+    assert [(e.start_frame, e.end_frame) for _, e in got if e.kind == "end"] == [(0, 6), (7, 11)]
+
+
 def test_below_threshold_and_background_make_no_event():
     assert run([("wave", 0.55)] * 20) == []  # confident enough to be top-1, not to vote
     assert run(["no_gesture"] * 20) == []
@@ -106,11 +119,14 @@ def test_policy_is_validated_and_background_must_be_a_class():
 
 
 def test_policy_travels_in_the_model_file(make_perturbed_model, tmp_path):
-    tuned = EventPolicy(threshold=0.75, k=3, n=5, end_after=3, cooldown=6)
+    tuned = EventPolicy(threshold=0.75, k=3, n=5, end_after=3, cooldown=6, max_length=45)
     contract = ModelContract(classes=CLASSES, events=tuned)
     model = make_perturbed_model(contract)
     save_checkpoint(tmp_path / "m.pt", model)
-    assert read_checkpoint(tmp_path / "m.pt").contract.events == tuned
+    checkpoint = read_checkpoint(tmp_path / "m.pt")
+    assert checkpoint.contract.events == tuned
+    card = render_card(tmp_path / "m.pt", checkpoint)
+    assert "3 votes of the last 5 windows" in card and "after 45 windows ends there" in card
     assert ModelContract.from_json(contract.to_json()).events == tuned  # ONNX metadata, engine.json
     # The policy is not part of the preprocessing contract: retuning needs no engine rebuild.
     assert contract == ModelContract(classes=CLASSES)
