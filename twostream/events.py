@@ -6,9 +6,9 @@ when at least ``k`` of the last ``n`` windows voted for c, and *ends* once c has
 for ``end_after`` consecutive windows. After it ends, c may not start again for ``cooldown``
 windows; other classes may (back-to-back gestures of different kinds are real, a repeat of
 the same one inside ~0.3 s is almost always the tail of the one just reported). An event that
-has run ``max_length`` windows ends there even while c still votes, and c may start again at
-once: a gesture repeated without a pause (two swipes, a long wave) is reported once per
-repetition rather than as one long event.
+has run ``max_length`` windows ends there even while c still votes, and c may start again
+without the cool-down, on ``k`` fresh votes: a gesture repeated without a pause (two swipes, a
+long wave) is reported once per repetition rather than as one long event.
 
 One event is open at a time, and a window carries at most one transition: the window that
 ends an event never starts the next one (the next window can, its votes are still there), so
