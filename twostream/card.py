@@ -76,6 +76,11 @@ def _field_lines(field) -> list[str]:
         lines.append(f"| {kind} real | {r.get('segment_accuracy')} ({r.get('segments_right')}/"
                      f"{r.get('gesture_segments')}) | {r.get('false_alarm_rate')} ({r.get('quiet_alarms')}/"
                      f"{r.get('quiet_windows')} windows) | {r.get('event_precision')} | {r.get('event_recall')} |")
+    by_stream = [f"{kind}: " + ", ".join(f"{seed} {c.get('quiet_alarms')}/{c.get('quiet_windows')}"
+                                         for seed, c in streams[kind]["per_stream"].items())
+                 for kind in ("moving", "still") if "per_stream" in streams.get(kind, {})]
+    if by_stream:
+        lines += ["", "Quiet windows naming a gesture, by stream (seed alarms/windows): " + "; ".join(by_stream) + "."]
     lines += ["", f"Validation real files alone (nobody gestures): {real.get('alarm_windows')} of "
               f"{real.get('windows')} windows name a gesture with score >= 0.5 (rate "
               f"{real.get('false_alarm_rate')}); {real.get('events')} events "

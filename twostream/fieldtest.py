@@ -106,15 +106,19 @@ def _rates(counts: dict) -> dict:
 
 
 def streams_report(model: TwoStreamNet, videos: tuple[RealVideo, ...], settings: FieldSettings) -> dict:
-    """Held-out gesture streams over the validation files, moving and still backgrounds."""
+    """Held-out gesture streams over the validation files, moving and still backgrounds: the
+    figures over all streams of a kind, and each stream's counts by seed (false alarms come in
+    runs from a few scenes, and this shows which)."""
     out = {}
     for kind, moving in (("moving", True), ("still", False)):
+        per_stream = {}
+        for seed in range(settings.seed, settings.seed + settings.streams):
+            frames, truth = generated_stream(seed, settings.frames, settings.size, _backdrops(videos, moving))
+            per_stream[str(seed)] = stream_figures(model, frames, truth)
         total: Counter = Counter()
-        for i in range(settings.streams):
-            frames, truth = generated_stream(settings.seed + i, settings.frames, settings.size,
-                                             _backdrops(videos, moving))
-            total.update(stream_figures(model, frames, truth))
-        out[kind] = _rates(dict(total))
+        for counts in per_stream.values():
+            total.update(counts)  # update, not +: a count of 0 everywhere must stay a key
+        out[kind] = {**_rates(dict(total)), "per_stream": per_stream}
     return out
 
 
