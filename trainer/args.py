@@ -72,6 +72,9 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--real", metavar="DIR", help="real footage nobody gestures in, added as no_gesture "
                    "(default: ../shared/data/videos/real when present); split by file (twostream/realdata.py)")
     f.add_argument("--no-real", action="store_true", help="train without real footage")
+    f.add_argument("--extra-real", metavar="DIR", type=Path, nargs="+", default=[],
+                   help="more footage nobody gestures in, every file training only (validation stays --real's "
+                        "validation files); tools/extra_real.sh fetches the files the demo model used")
     f.add_argument("--real-clips-per-file", type=int, default=10,
                    help="augmented no_gesture clips per real training file, per stage")
     f.add_argument("--real-backdrop-fraction", type=float, default=0.3,

@@ -21,21 +21,27 @@ from twostream.realdata import RealSplit, default_real_dir, load_videos
 logger = logging.getLogger("train")
 
 
-def real_footage(args, contract: ModelContract):
-    """(split, decoded training files) of the real footage folder, or (None, reason). Decoded
-    once, here, before any clip worker forks: the workers share these frames."""
+def real_footage(args, contract: ModelContract, extra: tuple[Path, ...] = ()):
+    """(split, decoded training files) of the real footage folder, plus the training-only files
+    of the ``extra`` folders, or (None, reason). Decoded once, here, before any clip worker
+    forks: the workers share these frames."""
     if args.no_real:
+        if extra:
+            raise DataError("--no-real and --extra-real contradict each other: give one")
         return None, "off (--no-real)"
     folder = Path(args.real) if args.real else default_real_dir()
     if not folder.is_dir():
-        if args.real:
+        if args.real or extra:  # asked for real footage: its absence is an error, not a quiet fallback
             raise DataError(f"real footage folder not found: {folder}")
         return None, f"none: {folder} is absent"
     if NO_GESTURE not in contract.classes:
+        if extra:
+            raise DataError(f"--extra-real trains footage as {NO_GESTURE!r}, a class this model does not have")
         return None, f"none: the model has no {NO_GESTURE!r} class"
-    split = RealSplit.of(folder)
+    split = RealSplit.of(folder, extra)
     videos = load_videos(split, "train")
-    logger.info(f"real footage: {len(split.train)} training files, {len(split.val)} validation files (never trained on)")
+    logger.info(f"real footage: {len(split.train)} training files, {len(split.val)} validation files (never trained on)"
+                + (f", {len(split.extra)} training-only files from {', '.join(map(str, extra))}" if extra else ""))
     return split, videos
 
 

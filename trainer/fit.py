@@ -113,7 +113,7 @@ def _fit(args, world: World) -> dict | None:
         recipe["multitask"] = checkpoint.metrics["recipe"]["multitask"]
     if world.distributed:  # the command ran in each of them, each on its share of every --batch
         recipe["processes"] = world.size
-    real_split, real_videos = real_footage(args, contract)
+    real_split, real_videos = real_footage(args, contract, tuple(args.extra_real))
     if real_split is None:
         clips = f"{args.dataset} split {args.split}" if args.source else "--data clips" if args.data else "generated clips"
         logger.info(f"real footage {real_videos}: training on {clips} only")
@@ -121,7 +121,7 @@ def _fit(args, world: World) -> dict | None:
     else:
         recipe["real"] = {**real_split.to_recipe(), "label": NO_GESTURE,
                           "clips_per_file": args.real_clips_per_file,
-                          "clips_per_stage": args.real_clips_per_file * len(real_split.train),
+                          "clips_per_stage": args.real_clips_per_file * len(real_split.paths("train")),
                           "backdrop_fraction": 0.0 if args.data else args.real_backdrop_fraction,
                           "augmentation": "speed 0.5-2x, forward/backward/ping-pong, crop 55-100%, mirror, "
                                           "brightness/contrast/colour jitter; towers seed, head seed + 500"}

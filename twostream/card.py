@@ -44,7 +44,9 @@ def _real_lines(real) -> list[str]:
             f"  - training files: {', '.join(real.get('train_files', [])) or 'none'}",
             f"  - validation files (never trained on): {', '.join(real.get('val_files', [])) or 'none'}",
             *([f"  - not in the split table, split by name hash: {', '.join(real['unlisted_split_by_name_hash'])}"]
-              if real.get("unlisted_split_by_name_hash") else [])]
+              if real.get("unlisted_split_by_name_hash") else []),
+            *([f"  - training-only files from other folders (`--extra-real`): {', '.join(real['extra_train_files'])}"]
+              if real.get("extra_train_files") else [])]
 
 
 def _event_lines(policy, tuning) -> list[str]:

@@ -94,30 +94,46 @@ def split_of(name: str) -> str:
 @dataclass(frozen=True)
 class RealSplit:
     """Which files of a folder train and which validate (names, sorted); ``unlisted``: files
-    not in REAL_FILES, split by name hash."""
+    not in REAL_FILES, split by name hash; ``extra``: paths of files from other folders that
+    only ever train (``train.py fit --extra-real``), so the validation files, and every figure
+    measured on them, stay those of the shared folder."""
 
     folder: str
     train: tuple[str, ...]
     val: tuple[str, ...]
     unlisted: tuple[str, ...]
+    extra: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, folder: Path) -> "RealSplit":
+    def of(cls, folder: Path, extra_folders: tuple[Path, ...] = ()) -> "RealSplit":
         names = [p.name for p in list_real_files(folder)]
         if not names:
             raise DataError(f"no video files in {folder} (looked for {', '.join(REAL_SUFFIXES)})")
+        extra = []
+        for other in extra_folders:
+            found = list_real_files(other)
+            if not found:
+                raise DataError(f"no video files in {other} (looked for {', '.join(REAL_SUFFIXES)})")
+            extra += [str(p) for p in found]
         listed = {row.name for row in REAL_FILES}
         return cls(str(folder), tuple(n for n in names if split_of(n) == "train"),
-                   tuple(n for n in names if split_of(n) == "val"), tuple(n for n in names if n not in listed))
+                   tuple(n for n in names if split_of(n) == "val"), tuple(n for n in names if n not in listed),
+                   tuple(extra))
 
     def names(self, split: str) -> tuple[str, ...]:
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose from {SPLITS}")
         return self.train if split == "train" else self.val
 
+    def paths(self, split: str) -> tuple[Path, ...]:
+        """The files of one split; the training-only extra files belong to "train"."""
+        own = tuple(Path(self.folder) / name for name in self.names(split))
+        return own + tuple(Path(p) for p in self.extra) if split == "train" else own
+
     def to_recipe(self) -> dict:
         return {"folder": self.folder, "train_files": list(self.train), "val_files": list(self.val),
-                "unlisted_split_by_name_hash": list(self.unlisted)}
+                "unlisted_split_by_name_hash": list(self.unlisted),
+                **({"extra_train_files": list(self.extra)} if self.extra else {})}
 
 
 @dataclass(frozen=True)
@@ -155,7 +171,7 @@ def read_video(path: Path, max_side: int | None = None) -> RealVideo:
 def load_videos(split: RealSplit, which: str, max_side: int | None = 256) -> tuple[RealVideo, ...]:
     """The decoded files of one split. Load once, before the clip workers fork: they share the
     parent's memory. 256 px keeps the training files at about 0.3 GB in all."""
-    return tuple(read_video(Path(split.folder) / name, max_side) for name in split.names(which))
+    return tuple(read_video(path, max_side) for path in split.paths(which))
 
 
 def validation_videos(folder: Path | None = None, max_side: int | None = None) -> tuple[RealVideo, ...]:

@@ -202,3 +202,28 @@ def test_fit_with_real_footage_records_the_split_in_recipe_and_card(tmp_path, ca
     assert train.main(["card", "--model", str(out)]) == 0
     card = out.with_suffix(".md").read_text()
     assert "validation files (never trained on): " in card and "one-by-one-person-detection.mp4" in card
+
+
+def test_extra_real_footage_only_trains_and_is_recorded(tmp_path, capsys):
+    real, extra = tmp_path / "real", tmp_path / "extra"
+    real.mkdir(), extra.mkdir()
+    # Synthetic stand-ins under names the split table lists: one training file, one validation file.
+    for folder, name, seed in ((real, "asl_again.mkv", 0), (real, "asl_eat.mkv", 1), (extra, "walkers.avi", 2)):
+        _write_clip(folder / name, 1, seed)
+    out = tmp_path / "m.pt"
+    argv = ["fit", "--out", str(out), *[a for a in TINY if a != "--no-real"], "--real", str(real),
+            "--extra-real", str(extra), "--real-clips-per-file", "1", "--clips-per-class", "1",
+            "--val-clips-per-class", "1", "--tower-epochs", "1", "--head-epochs", "1"]
+    assert train.main(argv) == 0
+    recipe = read_checkpoint(out).metrics["recipe"]["real"]
+    assert recipe["train_files"] == ["asl_again.mkv"] and recipe["val_files"] == ["asl_eat.mkv"]
+    assert recipe["extra_train_files"] == [str(extra / "walkers.avi")] and recipe["clips_per_stage"] == 2
+    assert train.main(["card", "--model", str(out)]) == 0
+    assert f"(`--extra-real`): {extra / 'walkers.avi'}" in out.with_suffix(".md").read_text()
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    for bad, says in ((["--extra-real", str(tmp_path / "empty")], "no video files in"),
+                      (["--extra-real", str(extra), "--no-real"], "contradict")):
+        assert train.main(["fit", "--out", str(tmp_path / "n.pt"), "--real", str(real), *TINY[:-1], *bad]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and says in errors[0], errors
