@@ -115,6 +115,10 @@ class RealSplit:
             if not found:
                 raise DataError(f"no video files in {other} (looked for {', '.join(REAL_SUFFIXES)})")
             extra += [str(p) for p in found]
+        val = {n for n in names if split_of(n) == "val"}
+        leaked = sorted(p for p in extra if Path(p).name in val)
+        if leaked:  # a copy of a validation file (or the shared folder itself) must never train
+            raise DataError(f"--extra-real holds validation files, which never train: {', '.join(leaked)}")
         listed = {row.name for row in REAL_FILES}
         return cls(str(folder), tuple(n for n in names if split_of(n) == "train"),
                    tuple(n for n in names if split_of(n) == "val"), tuple(n for n in names if n not in listed),

@@ -223,6 +223,8 @@ def test_extra_real_footage_only_trains_and_is_recorded(tmp_path, capsys):
     capsys.readouterr()
     (tmp_path / "empty").mkdir()
     for bad, says in ((["--extra-real", str(tmp_path / "empty")], "no video files in"),
+                      (["--extra-real", str(real)], "holds validation files, which never train: "
+                                                    f"{real / 'asl_eat.mkv'}"),
                       (["--extra-real", str(extra), "--no-real"], "contradict")):
         assert train.main(["fit", "--out", str(tmp_path / "n.pt"), "--real", str(real), *TINY[:-1], *bad]) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
