@@ -37,7 +37,8 @@ class FieldSettings:
     the end of the gesture under way there) at ``size`` (W, H), seeds from ``seed`` on."""
 
     # Ten: a tenth of the segments are quiet, and false alarms come in runs from a few scenes
-    # (on the demo model 3 held-out streams per kind said 7.7 % of quiet windows, 10 said 16 %).
+    # (on the demo model of commit c7fac76, 3 held-out streams per kind said 7.7 % of quiet
+    # windows, 10 said 16 %).
     streams: int = 10
     frames: int = 1500  # 60 s at 25 fps
     size: tuple[int, int] = (320, 240)

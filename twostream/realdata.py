@@ -83,6 +83,14 @@ def list_real_files(folder: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in REAL_SUFFIXES))
 
 
+def _some_real_files(folder: Path) -> tuple[Path, ...]:
+    """list_real_files, where an empty folder is an error."""
+    found = list_real_files(folder)
+    if not found:
+        raise DataError(f"no video files in {folder} (looked for {', '.join(REAL_SUFFIXES)})")
+    return found
+
+
 def split_of(name: str) -> str:
     """The split of a file name: its row in REAL_FILES, else 3 in 10 by a hash of the name."""
     for row in REAL_FILES:
@@ -106,22 +114,15 @@ class RealSplit:
 
     @classmethod
     def of(cls, folder: Path, extra_folders: tuple[Path, ...] = ()) -> "RealSplit":
-        names = [p.name for p in list_real_files(folder)]
-        if not names:
-            raise DataError(f"no video files in {folder} (looked for {', '.join(REAL_SUFFIXES)})")
-        extra = []
-        for other in extra_folders:
-            found = list_real_files(other)
-            if not found:
-                raise DataError(f"no video files in {other} (looked for {', '.join(REAL_SUFFIXES)})")
-            extra += [str(p) for p in found]
+        names = [p.name for p in _some_real_files(folder)]
+        extra = [str(p) for other in extra_folders for p in _some_real_files(other)]
         val = {n for n in names if split_of(n) == "val"}
         leaked = sorted(p for p in extra if Path(p).name in val)
         if leaked:  # a copy of a validation file (or the shared folder itself) must never train
             raise DataError(f"--extra-real holds validation files, which never train: {', '.join(leaked)}")
         listed = {row.name for row in REAL_FILES}
         return cls(str(folder), tuple(n for n in names if split_of(n) == "train"),
-                   tuple(n for n in names if split_of(n) == "val"), tuple(n for n in names if n not in listed),
+                   tuple(n for n in names if n in val), tuple(n for n in names if n not in listed),
                    tuple(extra))
 
     def names(self, split: str) -> tuple[str, ...]:
