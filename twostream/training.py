@@ -69,6 +69,9 @@ class TrainSettings:
     # the clip, the spatial tower's logits averaged over them before the loss (the ResNet-101
     # reference's 3). 1: one frame, drawn exactly as before.
     spatial_segments: int = 1
+    # Each class's loss weighed by the inverse of its share of the training clips: real footage
+    # makes no_gesture several times any gesture's count, which tilts unsure windows toward it.
+    balance_classes: bool = False
     world: World = World()  # torchrun's processes (twostream.distributed); one: a plain run
 
     @property
@@ -95,6 +98,22 @@ def _tower_batch(clips: ClipSet, contract: ModelContract, rng: np.random.Generat
     samples = TowerSamples(clips, contract)
     plan = tower_plan([len(c.rgb) for c in clips.clips], contract, rng, size, 1)[0]
     return tower_tensors(collate([samples[i] for i in plan]), "cpu")
+
+
+def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
+    """Per-class loss weights (num_classes,) float32 that give every class present the same total
+    weight: count(k) * w(k) = len(labels) / classes present (a class with no clip weighs 1)."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return torch.from_numpy(weights.astype(np.float32))
+
+
+def _loss(settings: TrainSettings, labels: list[int], num_classes: int) -> nn.CrossEntropyLoss:
+    """Label-smoothed cross-entropy, class-balanced (class_weights) when the settings say so."""
+    weight = class_weights(labels, num_classes).to(settings.device) if settings.balance_classes else None
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
 
 
 def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
@@ -167,7 +186,7 @@ def train_towers(model: TwoStreamNet, clips: ClipSet, settings: TrainSettings, s
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.tower_epochs)
     scaler = _scaler(settings)
     continue_from(start, opt, sched, scaler, device)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = _loss(settings, [c.label for c in clips.clips], contract.num_classes)
     samples, lengths = TowerSamples(clips, contract), [len(c.rgb) for c in clips.clips]
     for epoch in range(start.epoch, settings.tower_epochs):
         rng = np.random.default_rng([settings.seed, 1, epoch])
@@ -266,7 +285,7 @@ def train_head(model: TwoStreamNet, feats: list[ClipFeatures] | ClipSet, setting
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps * settings.head_epochs)
     scaler = _scaler(settings)
     continue_from(start, opt, sched, scaler, device)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = _loss(settings, [c.label for c in (feats.clips if streamed else feats)], contract.num_classes)
     # Not trained here (not in the optimizer); DistributedDataParallel needs every parameter
     # that asks for a gradient to get one.
     for p in list(head.spatial_fc.parameters()) + list(head.temporal_fc.parameters()):

@@ -106,3 +106,27 @@ def test_spatial_segments_average_the_frames_logits_before_the_loss():
     torch.testing.assert_close(spatial, torch.stack(frames).mean(0))
     torch.testing.assert_close(temporal, net(rgb[:, 0], flow)[1])
     assert spatial.shape == (2, 2)
+
+
+def test_balanced_classes_weigh_every_class_alike():
+    from twostream.training import TrainSettings, _loss, class_weights
+
+    labels = [0] * 6 + [1] * 2 + [2] * 1  # a large no_gesture, two small gestures, one class absent
+    weights = class_weights(labels, 4)
+    counts = np.bincount(labels, minlength=4)
+    totals = weights.numpy()[:3] * counts[:3]
+    assert np.allclose(totals, totals[0]) and np.isclose(totals.sum(), len(labels))
+    assert weights[3] == 1  # absent: never in a batch, any weight will do
+    logits, target = torch.randn(9, 4), torch.tensor(labels)
+    plain = _loss(TrainSettings(), labels, 4)(logits, target)
+    balanced = _loss(TrainSettings(balance_classes=True), labels, 4)(logits, target)
+    assert plain.item() == pytest.approx(torch.nn.CrossEntropyLoss(label_smoothing=0.05)(logits, target).item())
+    assert balanced.item() != pytest.approx(plain.item())
+
+
+def test_busy_scenes_need_generated_clips(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    code = train.main(["fit", "--data", str(tmp_path), "--busy-scenes", "--out", str(tmp_path / "m.pt")])
+    assert code != 0
+    assert "--busy-scenes adds distractors to generated clips" in capsys.readouterr().err
+
