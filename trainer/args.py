@@ -79,9 +79,6 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
                    help="augmented no_gesture clips per real training file, per stage")
     f.add_argument("--real-backdrop-fraction", type=float, default=0.3,
                    help="share of generated clips over real moving backgrounds")
-    f.add_argument("--busy-scenes", action="store_true",
-                   help="training clips with more distractors (twostream.distractors.BUSY), for every class alike; "
-                        "held-out clips keep the default mix")
     f.add_argument("--balance-classes", action="store_true",
                    help="weigh each class's loss by the inverse of its share of the training clips "
                         "(real footage makes no_gesture the largest class)")

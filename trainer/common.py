@@ -15,7 +15,6 @@ from twostream.model import TwoStreamNet
 from twostream.data import ClipSet, NO_GESTURE, ClipPrep, generate_clips, load_folder, merge_clips, real_clips
 from twostream.datasets import DatasetSource
 from twostream.devices import resolve_device
-from twostream.distractors import BUSY, DistractorMix
 from twostream.errors import ContractMismatch, DataError
 from twostream.realdata import RealSplit, default_real_dir, load_videos
 
@@ -62,9 +61,8 @@ def clips_for(args, contract: ModelContract, split: str, seed: int, clips_per_cl
         # The pool only when it is used: a plain run calls generate_clips exactly as before.
         extra = {"backdrops": BackdropPool(real_videos), "backdrop_fraction": args.real_backdrop_fraction} \
             if real_videos and args.real_backdrop_fraction > 0 else {}
-        busy = split == "train" and getattr(args, "busy_scenes", False)  # fit's flag; evaluation keeps the default
         clips = generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers,
-                               prep=prep, distractors=BUSY if busy else DistractorMix(), **extra)
+                               prep=prep, **extra)
     if real_videos and split == "train" and args.real_clips_per_file > 0:
         clips = merge_clips(clips, real_clips(contract, real_videos, args.real_clips_per_file, seed,
                                               frames=args.frames, workers=args.workers, prep=prep))

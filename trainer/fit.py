@@ -47,8 +47,6 @@ def _fit(args, world: World) -> dict | None:
     args.split = args.split or 1
     if args.train_strides[0] > args.train_strides[1]:
         raise DataError(f"--train-strides {args.train_strides[0]} {args.train_strides[1]}: LO is above HI")
-    if args.busy_scenes and (args.data or args.source):
-        raise DataError("--busy-scenes adds distractors to generated clips; --data and --dataset clips have none to add")
     multitask_source(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
@@ -108,8 +106,7 @@ def _fit(args, world: World) -> dict | None:
                 + (f", {world.size} processes (global batch {args.batch})" if world.distributed else ""))
     data = args.source.describe(args.split, "train") if args.source else args.data or (
         f"generated: towers {args.clips_per_class} clips/class (seed {args.seed}), head "
-        f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each"
-        + (", busy scenes (twostream.distractors.BUSY)" if args.busy_scenes else ""))
+        f"{args.head_clips_per_class} clips/class (seed {args.seed + seeds.HEAD_OFFSET}), {args.frames} frames each")
     recipe = {"command": "python train.py " + " ".join(shlex.quote(a) for a in args.argv), "data": data}
     if args.preset:
         recipe["preset"] = args.preset

@@ -35,7 +35,6 @@ from twostream.backdrops import BackdropPool, RealBackdrop
 from twostream.contract import GESTURE_CLASSES, ModelContract
 from twostream.errors import DataError
 from twostream.flowcache import FlowCache
-from twostream.distractors import DistractorMix
 from twostream.gestures import render_clip
 from twostream.preprocess import FlowSpec, WindowPlan, preprocess_clip
 from twostream.realdata import RealVideo, augment_clip, read_video
@@ -165,9 +164,9 @@ def clip_seed(seed: int, class_index: int, clip_index: int) -> int:
 
 
 def _generate_one(job: tuple) -> Clip | _Pending:
-    contract, prep, label_index, seed, frames, size, backdrop, distractors = job
+    contract, prep, label_index, seed, frames, size, backdrop = job
     bgr = render_clip(GESTURE_CLASSES[label_index], seed, size=size, frames=frames, fps=contract.train_fps,
-                      backdrop=backdrop, distractors=distractors)
+                      backdrop=backdrop)
     return _prepared(bgr, label_index, prep)
 
 
@@ -182,12 +181,10 @@ def _backdrop_for(backdrops: BackdropPool | None, fraction: float, seed: int, si
 
 def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, frames: int = 40,
                    workers: int = 2, backdrops: BackdropPool | None = None,
-                   backdrop_fraction: float = 0.0, prep: ClipPrep | None = None,
-                   distractors: DistractorMix = DistractorMix()) -> ClipSet:
+                   backdrop_fraction: float = 0.0, prep: ClipPrep | None = None) -> ClipSet:
     """Render ``clips_per_class`` gesture clips per class at random sizes and preprocess them
     (``prep``: where flow runs and is cached; default the CPU, no cache);
-    ``backdrop_fraction`` of them over a real moving background from ``backdrops``;
-    ``distractors``: the chance of each distractor in a scene (the same for every class)."""
+    ``backdrop_fraction`` of them over a real moving background from ``backdrops``."""
     prep = prep or ClipPrep.of(contract)
     if tuple(contract.classes) != GESTURE_CLASSES:
         raise DataError("generated clips carry the gesture classes; the contract lists others")
@@ -203,8 +200,8 @@ def generate_clips(contract: ModelContract, clips_per_class: int, seed: int, fra
             # The size is the first draw of the clip's seed, as it always was.
             size = RENDER_SIZES[int(np.random.default_rng(s).integers(len(RENDER_SIZES)))]
             backdrop = _backdrop_for(backdrops, backdrop_fraction, s, size, frames, contract.train_fps)
-            jobs.append((contract, prep, c, s, frames, size, backdrop, distractors))
-    sources = tuple("generated" if j[-2] is None else "generated+real backdrop" for j in jobs)
+            jobs.append((contract, prep, c, s, frames, size, backdrop))
+    sources = tuple("generated" if j[-1] is None else "generated+real backdrop" for j in jobs)
     with _pool(workers) as pool:
         # Clips come over in order as they are rendered: the main process computes the pending
         # ones' device flow while the workers render the next.

@@ -18,33 +18,15 @@ scene's frame ``index`` (0, 1, 2, ... in order).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import cv2
 import numpy as np
 
 from twostream.hands import Hand, affine, blit, child_rng, non_skin_colour, over, shade, skin_colour
 
 FPS = 25.0  # nominal frame rate for distractor timing (as the scene's flicker)
-
-
-@dataclass(frozen=True)
-class DistractorMix:
-    """Chance that a scene has each distractor, drawn independently and the same for every label
-    (so a distractor never hints at one). The defaults make every evaluation set and the demo
-    stream: 1 - 0.65*0.55*0.7*0.65 = 84 % of scenes have at least one mover."""
-
-    object: float = 0.35
-    walker: float = 0.45
-    body: float = 0.3
-    hand: float = 0.35
-    occluder: float = 0.25
-
-
-# Training-only (train.py fit --busy-scenes): 1 - 0.4*0.25*0.5*0.4 = 98 % of scenes have a mover,
-# and a walker in three of four, where the model must learn that a body walking or turning near
-# the hand is no gesture (the validation streams' quiet-stretch false alarms sat on such scenes).
-BUSY = DistractorMix(object=0.6, walker=0.75, body=0.5, hand=0.6, occluder=0.35)
+# Chance that a scene has each distractor, drawn independently (the same for every label, so a
+# distractor never hints at one): 1 - 0.55*0.7*0.65*0.65 = 84 % of scenes have at least one mover.
+PRESENCE = {"object": 0.35, "walker": 0.45, "body": 0.3, "hand": 0.35, "occluder": 0.25}
 
 
 def person_sprite(rng: np.random.Generator, height: int) -> np.ndarray:
@@ -249,15 +231,11 @@ class Occluder:
         over(frame, self.layer, self.x0, self.y0)
 
 
-def random_distractors(rng: np.random.Generator, size: tuple[int, int],
-                       mix: DistractorMix = DistractorMix()) -> tuple[list, list]:
-    """The distractors of one scene of (W, H) = ``size``, each present by chance (``mix``).
-    Returns (behind, in_front): drawn behind and in front of the labelled hand, in order.
-    The draws do not depend on the chances, so a busier mix keeps every distractor the
-    default one brings, and adds some."""
-    kinds = [f.name for f in fields(mix)]
-    present = {kind: rng.random() < getattr(mix, kind) for kind in kinds}  # drawn first: fixed order
-    seeds = {kind: child_rng(rng) for kind in kinds}
+def random_distractors(rng: np.random.Generator, size: tuple[int, int]) -> tuple[list, list]:
+    """The distractors of one scene of (W, H) = ``size``, each present by chance (``PRESENCE``).
+    Returns (behind, in_front): drawn behind and in front of the labelled hand, in order."""
+    present = {kind: rng.random() < p for kind, p in PRESENCE.items()}  # drawn first: fixed order
+    seeds = {kind: child_rng(rng) for kind in PRESENCE}
     made = {kind: cls(seeds[kind], size) for kind, cls in (("object", SlidingObject), ("walker", Walker),
                                                            ("body", SwayingBody), ("hand", DriftingHand),
                                                            ("occluder", Occluder)) if present[kind]}

@@ -25,7 +25,7 @@ import numpy as np
 
 from twostream import seeds
 from twostream.contract import GESTURE_CLASSES
-from twostream.distractors import DistractorMix, random_distractors
+from twostream.distractors import random_distractors
 from twostream.hands import Hand, child_rng, over, smooth_noise
 
 Backdrop = Callable[[int], np.ndarray]  # frame index -> float32 BGR 0..255 (H, W, 3)
@@ -118,11 +118,9 @@ class Scene:
 
     ``backdrop(i)``, when given, supplies frame i of a moving background (float32 BGR 0..255,
     (H, W, 3)) in place of the textured background and its pan: its frames carry their own camera
-    motion. Distractors, the hand, lighting, noise and JPEG still go on top. ``distractors``: the
-    chance of each (twostream.distractors.DistractorMix)."""
+    motion. Distractors, the hand, lighting, noise and JPEG still go on top."""
 
-    def __init__(self, rng: np.random.Generator, size: tuple[int, int], backdrop: Backdrop | None = None,
-                 distractors: DistractorMix = DistractorMix()):
+    def __init__(self, rng: np.random.Generator, size: tuple[int, int], backdrop: Backdrop | None = None):
         self.w, self.h = size
         self.rng = rng
         self.backdrop = backdrop
@@ -135,7 +133,7 @@ class Scene:
         self.pan = rng.normal(0, 0.15, 2) * max(size) / 320  # px per frame
         self.shake = rng.uniform(0, 1.2) * max(size) / 320
         self.hand = Hand(hand_rng, size, max(16, int(self.h * rng.uniform(0.3, 0.55))))
-        self.behind, self.in_front = random_distractors(distractor_rng, size, distractors)
+        self.behind, self.in_front = random_distractors(distractor_rng, size)
         self.present = True
         self.gain = rng.uniform(0.6, 1.3)
         # Light flicker: mostly faint and slow; in 30 % of scenes strong and up to 3 Hz (a TV,
@@ -214,14 +212,14 @@ class Scene:
 
 
 def plan_clip(label: str, seed: int, size: tuple[int, int] = (160, 120), frames: int = 40, fps: float = 25.0,
-              backdrop: Backdrop | None = None, distractors: DistractorMix = DistractorMix()) -> tuple[Scene, np.ndarray]:
+              backdrop: Backdrop | None = None) -> tuple[Scene, np.ndarray]:
     """The scene and the labelled hand's path (frames, 4) of render_clip's clip, before rendering
     (so tests can see which distractors a seed brings). Same seed, same plan."""
     if label not in GESTURE_CLASSES:
         raise ValueError(f"unknown gesture {label!r}; choose from {GESTURE_CLASSES}")
     rng = np.random.default_rng(seed)
     scene_rng, path_rng = child_rng(rng), child_rng(rng)
-    scene = Scene(scene_rng, size, backdrop, distractors)
+    scene = Scene(scene_rng, size, backdrop)
     scene.present = label != "no_gesture" or path_rng.random() < 0.8
     return scene, trajectory(label, path_rng, frames, fps)
 
@@ -233,12 +231,10 @@ def render_scene(scene: Scene, path: np.ndarray) -> np.ndarray:
 
 
 def render_clip(label: str, seed: int, size: tuple[int, int] = (160, 120), frames: int = 40,
-                fps: float = 25.0, backdrop: Backdrop | None = None,
-                distractors: DistractorMix = DistractorMix()) -> np.ndarray:
+                fps: float = 25.0, backdrop: Backdrop | None = None) -> np.ndarray:
     """One clip of one gesture: BGR uint8 (frames, H, W, 3), size = (W, H). Same seed, same clip.
-    ``backdrop(i)`` (float32 BGR 0..255, (H, W, 3)), if given, is the moving background (see Scene);
-    ``distractors``: the chance of each distractor (the default: every evaluation set's)."""
-    return render_scene(*plan_clip(label, seed, size, frames, fps, backdrop, distractors))
+    ``backdrop(i)`` (float32 BGR 0..255, (H, W, 3)), if given, is the moving background (see Scene)."""
+    return render_scene(*plan_clip(label, seed, size, frames, fps, backdrop))
 
 
 @dataclass(frozen=True)

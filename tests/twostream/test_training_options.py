@@ -123,10 +123,3 @@ def test_balanced_classes_weigh_every_class_alike():
     assert plain.item() == pytest.approx(torch.nn.CrossEntropyLoss(label_smoothing=0.05)(logits, target).item())
     assert balanced.item() != pytest.approx(plain.item())
 
-
-def test_busy_scenes_need_generated_clips(tmp_path, capsys):
-    (tmp_path / "a").mkdir()
-    code = train.main(["fit", "--data", str(tmp_path), "--busy-scenes", "--out", str(tmp_path / "m.pt")])
-    assert code != 0
-    assert "--busy-scenes adds distractors to generated clips" in capsys.readouterr().err
-
