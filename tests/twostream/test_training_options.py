@@ -122,4 +122,3 @@ def test_balanced_classes_weigh_every_class_alike():
     balanced = _loss(TrainSettings(balance_classes=True), labels, 4)(logits, target)
     assert plain.item() == pytest.approx(torch.nn.CrossEntropyLoss(label_smoothing=0.05)(logits, target).item())
     assert balanced.item() != pytest.approx(plain.item())
-
