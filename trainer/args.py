@@ -82,6 +82,11 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--balance-classes", action="store_true",
                    help="weigh each class's loss by the inverse of its share of the training clips "
                         "(real footage makes no_gesture the largest class)")
+    f.add_argument("--mine-pool", type=int, default=0, metavar="N",
+                   help="with --init: render N fresh generated clips per class, score them with the --init "
+                        "model and add the --mine-keep worst of each class to the towers' training clips "
+                        "(hard-example mining, twostream/mining.py; 0: off)")
+    f.add_argument("--mine-keep", type=int, default=0, metavar="K", help="mined clips kept per class")
     train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
     f.add_argument("--preset", choices=tuple(p.name for p in PRESETS),
                    help="a published system's options as defaults (list: train.py presets); flags given still win")

@@ -58,15 +58,22 @@ def clips_for(args, contract: ModelContract, split: str, seed: int, clips_per_cl
     if args.data:
         clips = load_folder(Path(args.data), contract, split, args.val_fraction, prep=prep)
     else:
-        # The pool only when it is used: a plain run calls generate_clips exactly as before.
-        extra = {"backdrops": BackdropPool(real_videos), "backdrop_fraction": args.real_backdrop_fraction} \
-            if real_videos and args.real_backdrop_fraction > 0 else {}
-        clips = generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers,
-                               prep=prep, **extra)
+        clips = generated_clips(args, contract, clips_per_class, seed, real_videos)
     if real_videos and split == "train" and args.real_clips_per_file > 0:
         clips = merge_clips(clips, real_clips(contract, real_videos, args.real_clips_per_file, seed,
                                               frames=args.frames, workers=args.workers, prep=prep))
     return clips
+
+
+def generated_clips(args, contract: ModelContract, clips_per_class: int, seed: int, real_videos=None) -> ClipSet:
+    """Generated clips as a training run renders them: --frames each, --real-backdrop-fraction of
+    them over ``real_videos`` playing on, flow where the contract and --device say."""
+    prep = ClipPrep.of(contract, device=args.device, cache=args.flow_cache)
+    # The pool only when it is used: a plain run calls generate_clips exactly as before.
+    extra = {"backdrops": BackdropPool(real_videos), "backdrop_fraction": args.real_backdrop_fraction} \
+        if real_videos and args.real_backdrop_fraction > 0 else {}
+    return generate_clips(contract, clips_per_class, seed, frames=args.frames, workers=args.workers,
+                          prep=prep, **extra)
 
 
 def dataset_source(args) -> None:

@@ -9,20 +9,23 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cli import configure_logging, default_of
 from twostream import seeds
 from twostream.checkpoint import build_model, read_checkpoint, save_checkpoint
 from twostream.contract import GESTURE_CLASSES, FlowSource, ModelContract
-from twostream.data import NO_GESTURE, folder_classes
+from twostream.data import NO_GESTURE, ClipSet, folder_classes, merge_clips
 from twostream.distributed import World, process_group
 from twostream.errors import CheckpointError, ContractMismatch, DataError
 from twostream.flops import count_flops
+from twostream.mining import CHUNK, mine_hard_clips
 from twostream.model import TwoStreamNet
 from twostream.training import Progress, TrainSettings, clip_features, evaluate, train_head, train_towers
 from twostream.tvl1 import TVL1Params
-from trainer.common import clips_for, dataset_source, head_features_fit, machine, real_footage, resolve_training_device
+from trainer.common import (clips_for, dataset_source, generated_clips, head_features_fit, machine, real_footage,
+                            resolve_training_device)
 from trainer.multitask import check_task, multitask_source, task_model_contract, task_recipe, task_train_clips
 
 logger = logging.getLogger("train")
@@ -44,6 +47,7 @@ def fit(args) -> dict | None:
 
 def _fit(args, world: World) -> dict | None:
     dataset_source(args)
+    _check_mining(args)
     args.split = args.split or 1
     if args.train_strides[0] > args.train_strides[1]:
         raise DataError(f"--train-strides {args.train_strides[0]} {args.train_strides[1]}: LO is above HI")
@@ -142,6 +146,10 @@ def _fit(args, world: World) -> dict | None:
     started = time.monotonic()
     if state.stage == "towers":
         train = clips_for(args, contract, "train", args.seed, args.clips_per_class, real_videos)
+        if args.mine_pool:
+            mined, recipe["mining"] = _mined_clips(args, model, real_videos)
+            train = merge_clips(train, mined)
+            del mined
         task = task_train_clips(args, contract) if args.task_source else None
         if task is not None:
             recipe["multitask"] = task_recipe(args, len(train), len(task))
@@ -185,3 +193,30 @@ def _fit(args, world: World) -> dict | None:
                "train_minutes": round((time.monotonic() - started) / 60, 1), "trained_on": machine(args) + (f", x {world.size} processes" if world.distributed else "")}
     save_checkpoint(out, model, metrics=metrics, train_state={"stage": "done", "epoch": 0})
     return metrics
+
+
+def _check_mining(args) -> None:
+    """--mine-pool's preconditions, said before any clip is rendered."""
+    if not args.mine_pool and not args.mine_keep:
+        return
+    if args.mine_pool < 1 or not 1 <= args.mine_keep <= args.mine_pool:
+        raise DataError(f"--mine-pool {args.mine_pool} --mine-keep {args.mine_keep}: keep between 1 and the pool")
+    if not args.init:
+        raise DataError("--mine-pool scores its pool with the model being fine-tuned: it needs --init "
+                        "(and a run that mines is started again, not --resume'd)")
+    if args.data or args.source:
+        raise DataError("--mine-pool renders generated clips: it trains on generated data, not --data or --dataset")
+
+
+def _mined_clips(args, model: TwoStreamNet, real_videos) -> tuple[ClipSet, dict]:
+    """The --mine-keep worst clips per class of --mine-pool fresh ones (twostream/mining.py),
+    rendered as the training clips are (same frames and real backdrops), from their own seeds."""
+    chunk = min(CHUNK, args.mine_pool)
+    chunks = -(-args.mine_pool // chunk)
+    first = args.seed + seeds.MINING_OFFSET
+    mined, report = mine_hard_clips(model, lambda j: generated_clips(args, model.contract, chunk, first + j, real_videos),
+                                    chunks, args.mine_keep, device=args.device)
+    logger.info(f"mined {report.kept} hard clips of {report.pool}: mean loss {np.nanmean(report.pool_loss):.3f} "
+                f"in the pool, {np.nanmean(report.kept_loss):.3f} kept")
+    return mined, {"pool_per_class": chunk * chunks, "keep_per_class": args.mine_keep,
+                   "seeds": f"{first}..{first + chunks - 1}", **report.to_dict()}

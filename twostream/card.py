@@ -49,6 +49,16 @@ def _real_lines(real) -> list[str]:
               if real.get("extra_train_files") else [])]
 
 
+def _mining_lines(mining) -> list[str]:
+    """Hard-example mining (train.py fit --mine-pool), when the run mined."""
+    if not mining:
+        return []
+    return [f"- hard-example mining: {mining.get('pool_clips')} fresh generated clips (seeds {mining.get('seeds')}) "
+            f"scored by the model fine-tuned from; the {mining.get('keep_per_class')} with the highest loss in each "
+            f"class ({mining.get('kept_clips')} clips) added to the towers' training clips; mean loss per class, "
+            f"pool {mining.get('pool_loss_per_class')}, kept {mining.get('kept_loss_per_class')}"]
+
+
 def _event_lines(policy, tuning) -> list[str]:
     """The event policy the file carries, and how it was chosen."""
     lines = [f"- policy: a window votes for its top class at probability >= {policy.threshold:g} "
@@ -142,6 +152,7 @@ def render_card(path: Path, checkpoint: Checkpoint) -> str:
         *([f"- multi-task: the temporal tower also learnt {recipe['multitask'].get('data')} through its own "
            f"classifier `multitask_temporal_fc` ({len(c.multitask.classes) if c.multitask else '?'} classes); "
            f"{recipe['multitask'].get('batch')}"] if "multitask" in recipe else []),
+        *_mining_lines(recipe.get("mining")),
         f"- command: `{recipe.get('command', 'not recorded')}`",
         # Files from before the device was recorded were all trained on the 2-core machines.
         f"- training time: {m.get('train_minutes', '?')} min on {m.get('trained_on', '2 CPU cores')}",

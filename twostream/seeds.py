@@ -8,6 +8,7 @@ derives its other splits from it by the offsets below.
 TRAIN = 0  # the towers' training clips (train.py fit --seed)
 HEAD_OFFSET = 500  # the fusion head's clips: seed + 500, never seen by the towers
 HELD_OUT_OFFSET = 1000  # held-out evaluation clips: seed + 1000
+MINING_OFFSET = 100_000  # hard-example mining's pool: seed + 100000 + chunk, far from every named seed
 HELD_OUT = TRAIN + HELD_OUT_OFFSET  # parity windows and train.py evaluate's default
 DEMO_CALIBRATION = 2000  # the demo stream int8 calibration reads
 VALIDATION = 3000  # windows that choose which parts stay int8 (never the held-out ones)
