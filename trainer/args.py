@@ -14,6 +14,7 @@ from twostream.contract import FLOW_DIRECTIONS
 from twostream.datasets import DATASETS
 from twostream.devices import DEVICES
 from twostream.fieldtest import FieldSettings
+from twostream.mining import CHUNK
 from twostream.presets import PRESETS
 from twostream.protocols import PROTOCOLS
 from twostream.refimport import REFERENCE_FLOW_BOUND
@@ -85,7 +86,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     f.add_argument("--mine-pool", type=int, default=0, metavar="N",
                    help="with --init: render N fresh generated clips per class, score them with the --init "
                         "model and add the --mine-keep worst of each class to the towers' training clips "
-                        "(hard-example mining, twostream/mining.py; 0: off)")
+                        f"(hard-example mining, twostream/mining.py; rendered {CHUNK} per class at a time, so a pool "
+                        f"above {CHUNK} is rounded up to a multiple of {CHUNK}; 0: off)")
     f.add_argument("--mine-keep", type=int, default=0, metavar="K", help="mined clips kept per class")
     train, contract = TrainSettings(), functools.partial(default_of, ModelContract)
     f.add_argument("--preset", choices=tuple(p.name for p in PRESETS),
